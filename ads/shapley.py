@@ -1,0 +1,274 @@
+"""Exact KNN-Shapley values (Jia et al. 2019, "Efficient task-specific data valuation for
+nearest neighbor algorithms", Theorem 1).
+
+For one validation point (x, y) and training points sorted by distance to x,
+alpha_1 (nearest) ... alpha_N (farthest), with a_i = 1[y_{alpha_i} = y], the utility of
+a subset S is the fraction of its min(K, |S|) nearest members (nearest *within S*) that
+share the label y, divided by K. Theorem 1 gives its Shapley values by the recursion
+
+    s_{alpha_N} = a_N / max(N, K)                                           (base case)
+    s_{alpha_i} = s_{alpha_{i+1}} + (a_i - a_{i+1}) / K * min(K, i) / i     (i = N-1..1)
+
+The paper's base case is a_N / N, which is only right for N >= K: for N < K the utility
+is additive (every member of every subset is among its K nearest), so each point is
+worth a_i / K, which the base case a_N / max(N, K) reproduces. The value of a training
+point is the mean of its values over the validation points.
+
+Ordering. Distances are squared Euclidean in float64; ties are broken by training index
+ascending. Identical training rows are deduplicated before the distance product, so
+duplicates get bit-identical distances and tie exactly (a GEMM can round identical rows
+differently). The sort runs on uint64 keys that pack the distance's high bits with the
+training index, which is several times faster than an argsort of floats; rows where the
+packed keys tie but the full distances differ are re-sorted exactly.
+
+Memory is bounded by the block of validation points processed at once:
+about 5 * 8 bytes * block * N.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ads.errors import DataError, ParameterError, check_int
+
+_OWNER = "knn_shapley"
+
+
+def knn_shapley(
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    k: int = 10,
+    *,
+    block_bytes: int = 256 * 2**20,
+    n_jobs: int | None = None,
+    device: str = "cpu",
+    progress=None,
+) -> np.ndarray:
+    """Exact KNN-Shapley value of every training point.
+
+    Parameters
+    ----------
+    x_train : array of shape (n_train, d)
+        Training embeddings (any float or int dtype; computed in float64).
+    y_train : array of shape (n_train,)
+        Integer training labels.
+    x_val : array of shape (n_val, d)
+        Validation embeddings.
+    y_val : array of shape (n_val,)
+        Integer validation labels.
+    k : int, default 10
+        Number of neighbours K of the KNN classifier whose utility is valued.
+    block_bytes : int, default 256 MiB
+        Bound on the working memory; validation points are processed in blocks sized so
+        that the per-block arrays (about 5 float64/uint64 arrays of block x n_train) fit.
+    n_jobs : int or None
+        Threads over validation blocks (numpy releases the GIL in its kernels).
+        None = number of CPUs, at most 4.
+    device : {"cpu", "cuda"}
+        "cuda" computes distances and sorts with torch on the GPU; the keys and the
+        recursion are the same, so the values equal the CPU ones.
+    progress : callable(int) or None
+        Called with the number of validation points finished after each block.
+
+    Returns
+    -------
+    values : ndarray of shape (n_train,), float64
+        Mean over validation points of the Theorem 1 values. They sum to the mean
+        full-set utility (efficiency axiom).
+    """
+    x_train, y_train, x_val, y_val = _check_inputs(x_train, y_train, x_val, y_val)
+    k = check_int(k, "k", _OWNER, min_value=1)
+    block_bytes = check_int(block_bytes, "block_bytes", _OWNER, min_value=1)
+    if device not in ("cpu", "cuda"):
+        raise ParameterError(
+            f"The 'device' parameter of {_OWNER} must be 'cpu' or 'cuda'. Got {device!r}."
+        )
+    n_train = x_train.shape[0]
+    n_val = x_val.shape[0]
+
+    # Deduplicate rows so that identical points get bit-identical distances.
+    uniq, inverse = _unique_rows(x_train)
+    coef = _recursion_coefficients(n_train, k)
+
+    block = max(1, min(n_val, block_bytes // (5 * 8 * max(n_train, 1))))
+    starts = list(range(0, n_val, block))
+    if n_jobs is None:
+        n_jobs = min(4, os.cpu_count() or 1)
+    n_jobs = max(1, min(n_jobs, len(starts)))
+    if device == "cuda":
+        n_jobs = 1
+
+    kernel = _block_values_torch if device == "cuda" else _block_values
+    uniq_sq = np.einsum("ij,ij->i", uniq, uniq)
+
+    def run(s):
+        xv = x_val[s : s + block]
+        yv = y_val[s : s + block]
+        return kernel(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k)
+
+    total = np.zeros(n_train, dtype=np.float64)
+    if n_jobs == 1:
+        for s in starts:
+            total += run(s)
+            if progress is not None:
+                progress(min(block, n_val - s))
+    else:
+        # Limit BLAS threads per worker implicitly by working on separate blocks;
+        # results are summed in block order, so the output does not depend on n_jobs.
+        with ThreadPoolExecutor(n_jobs) as pool:
+            for s, part in zip(starts, pool.map(run, starts)):
+                total += part
+                if progress is not None:
+                    progress(min(block, n_val - s))
+    return total / n_val
+
+
+def _check_inputs(x_train, y_train, x_val, y_val):
+    x_train = _as_matrix(x_train, "x_train")
+    x_val = _as_matrix(x_val, "x_val")
+    y_train = _as_labels(y_train, "y_train")
+    y_val = _as_labels(y_val, "y_val")
+    if x_train.shape[0] == 0:
+        raise DataError(f"x_train of {_OWNER} is empty: at least one training point is needed.")
+    if x_val.shape[0] == 0:
+        raise DataError(f"x_val of {_OWNER} is empty: at least one validation point is needed.")
+    if y_train.shape[0] != x_train.shape[0]:
+        raise DataError(
+            f"y_train of {_OWNER} has {y_train.shape[0]} labels; x_train has {x_train.shape[0]} rows."
+        )
+    if y_val.shape[0] != x_val.shape[0]:
+        raise DataError(
+            f"y_val of {_OWNER} has {y_val.shape[0]} labels; x_val has {x_val.shape[0]} rows."
+        )
+    if x_train.shape[1] != x_val.shape[1]:
+        raise DataError(
+            f"x_val of {_OWNER} has {x_val.shape[1]} columns; x_train has {x_train.shape[1]}."
+        )
+    return x_train, y_train, x_val, y_val
+
+
+def _as_matrix(a, name):
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise DataError(f"{name} of {_OWNER} must be 2-D (n, d). Got shape {a.shape}.")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise DataError(f"{name} of {_OWNER} must be numeric. Got dtype {a.dtype}.")
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise DataError(f"{name} of {_OWNER} contains NaN or inf.")
+    return a
+
+
+def _as_labels(a, name):
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise DataError(f"{name} of {_OWNER} must be 1-D. Got shape {a.shape}.")
+    if a.dtype.kind not in "iub":
+        if a.dtype.kind == "f" and np.isfinite(a).all() and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise DataError(f"{name} of {_OWNER} must hold integer class labels. Got dtype {a.dtype}.")
+    return a.astype(np.int64, copy=False)
+
+
+def _unique_rows(x):
+    """Unique rows of x (C-contiguous float64) and the inverse map, via a byte view."""
+    if x.shape[0] == 1:
+        return x, np.zeros(1, dtype=np.int64)
+    # +0.0 turns -0.0 into 0.0 so that equal values have equal bytes.
+    x = x + 0.0
+    view = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    if first.shape[0] == x.shape[0]:
+        return x, np.arange(x.shape[0], dtype=np.int64)
+    return x[first], inverse.ravel().astype(np.int64)
+
+
+def _recursion_coefficients(n, k):
+    """coef[i-1] = min(K, i) / (K * i) for i = 1..N-1 (the Theorem 1 step factor)."""
+    i = np.arange(1, n, dtype=np.float64)
+    return np.minimum(float(k), i) / (k * i)
+
+
+def _index_bits(n):
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def _sorted_order(d, n):
+    """Row-wise order of d (B x N float64 >= 0), ties by column index ascending.
+
+    Sorts uint64 keys (distance bits with the low bits replaced by the index).
+    """
+    bits = _index_bits(n)
+    mask = np.uint64((1 << bits) - 1)
+    keys = d.view(np.uint64) & ~mask
+    keys |= np.arange(n, dtype=np.uint64)
+    keys.sort(axis=1)
+    return _order_from_sorted_keys(keys, d, n)
+
+
+def _order_from_sorted_keys(keys, d, n):
+    """Indices from sorted keys; rows where neighbouring keys share their distance bits
+    but the full distances differ are redone with an exact stable argsort."""
+    bits = _index_bits(n)
+    mask = np.uint64((1 << bits) - 1)
+    order = (keys & mask).astype(np.int64)
+    if n > 1:
+        hi = keys >> np.uint64(bits)
+        rows, cols = np.nonzero(hi[:, 1:] == hi[:, :-1])
+        if rows.size:
+            da = d[rows, order[rows, cols]]
+            db = d[rows, order[rows, cols + 1]]
+            for r in np.unique(rows[da != db]):
+                order[r] = np.argsort(d[r], kind="stable")
+    return order
+
+
+def _values_from_order(order, y_train, yv, coef, k):
+    """Theorem 1 values of one block; returns their sum over the block's rows (N,)."""
+    b, n = order.shape
+    a = (y_train[order] == yv[:, None]).astype(np.float64)
+    s = np.empty_like(a)
+    s[:, -1] = a[:, -1] / max(n, k)
+    if n > 1:
+        # diff_i = (a_i - a_{i+1}) * min(K, i) / (K i); s_i = s_N + sum_{j >= i} diff_j
+        diff = (a[:, :-1] - a[:, 1:]) * coef
+        rev = np.cumsum(diff[:, ::-1], axis=1)[:, ::-1]
+        s[:, :-1] = rev + s[:, -1:]
+    return np.bincount(order.ravel(), weights=s.ravel(), minlength=n)
+
+
+def _block_values(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k):
+    n = inverse.shape[0]
+    d_u = uniq_sq[None, :] + np.einsum("ij,ij->i", xv, xv)[:, None] - 2.0 * (xv @ uniq.T)
+    np.maximum(d_u, 0.0, out=d_u)
+    d_u += 0.0  # -0.0 -> 0.0 so the bit pattern orders correctly
+    d = d_u[:, inverse] if uniq.shape[0] != n else d_u
+    order = _sorted_order(np.ascontiguousarray(d), n)
+    return _values_from_order(order, y_train, yv, coef, k)
+
+
+def _block_values_torch(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k, dev="cuda"):
+    import torch
+
+    dev = torch.device(dev)
+    n = inverse.shape[0]
+    u = torch.as_tensor(uniq, device=dev)
+    x = torch.as_tensor(xv, device=dev)
+    d_u = torch.as_tensor(uniq_sq, device=dev)[None, :] + (x * x).sum(1)[:, None] - 2.0 * (x @ u.T)
+    d_u = torch.clamp_min(d_u, 0.0) + 0.0
+    d = d_u[:, torch.as_tensor(inverse, device=dev)]
+    bits = _index_bits(n)
+    # int64 keys: distances are >= 0, so the sign bit is clear and int64 order = float order.
+    keys = d.view(torch.int64) & ~((1 << bits) - 1)
+    keys |= torch.arange(n, device=dev, dtype=torch.int64)
+    keys = torch.sort(keys, dim=1).values
+    keys = keys.cpu().numpy().view(np.uint64)
+    order = _order_from_sorted_keys(keys, d.cpu().numpy(), n)
+    return _values_from_order(order, y_train, yv, coef, k)

@@ -1,0 +1,168 @@
+"""KNN-Shapley against a brute-force oracle by subset enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from ads.errors import DataError, ParameterError
+from ads.shapley import _block_values, _block_values_torch, _recursion_coefficients, _unique_rows, knn_shapley
+
+
+def _utility(subset, order_key, y_train, yv, k):
+    """Fraction of the K nearest *within the subset* that share the label, over K."""
+    if not subset:
+        return 0.0
+    members = sorted(subset, key=order_key)[:k]
+    return sum(1.0 for j in members if y_train[j] == yv) / k
+
+
+def brute_force_shapley(x_train, y_train, x_val, y_val, k):
+    """Shapley values by enumerating every subset (n <= 10), averaged over val points."""
+    n = len(x_train)
+    total = np.zeros(n)
+    for xv, yv in zip(x_val, y_val):
+        dist = ((x_train - xv) ** 2).sum(axis=1)  # exact for the integer data used here
+
+        def key(j, dist=dist):
+            return (dist[j], j)
+
+        for i in range(n):
+            others = [j for j in range(n) if j != i]
+            phi = 0.0
+            for size in range(n):
+                w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+                for s in itertools.combinations(others, size):
+                    phi += w * (_utility(list(s) + [i], key, y_train, yv, k) - _utility(list(s), key, y_train, yv, k))
+            total[i] += phi
+    return total / len(x_val)
+
+
+def _int_data(rng, n, n_val, d=3, classes=3, hi=4):
+    x = rng.integers(0, hi, size=(n, d)).astype(np.float64)
+    y = rng.integers(0, classes, size=n)
+    xv = rng.integers(0, hi, size=(n_val, d)).astype(np.float64)
+    yv = rng.integers(0, classes, size=n_val)
+    return x, y, xv, yv
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_matches_brute_force_with_ties(seed, k):
+    # hi=3 on 2 dims: many exact distance ties and duplicate points.
+    rng = np.random.default_rng(seed)
+    x, y, xv, yv = _int_data(rng, n=8, n_val=3, d=2, hi=3)
+    got = knn_shapley(x, y, xv, yv, k=k)
+    want = brute_force_shapley(x, y, xv, yv, k)
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("k,n", [(5, 3), (10, 4), (7, 7), (12, 9)])
+def test_k_larger_than_n(k, n):
+    rng = np.random.default_rng(k * 100 + n)
+    x, y, xv, yv = _int_data(rng, n=n, n_val=4)
+    got = knn_shapley(x, y, xv, yv, k=k)
+    np.testing.assert_allclose(got, brute_force_shapley(x, y, xv, yv, k), atol=1e-12, rtol=0)
+    # For K >= N the utility is additive: each point is worth 1[label matches] / K.
+    want = np.mean([(y == v) / k for v in yv], axis=0)
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_duplicates_tie_exactly_at_k1():
+    # Duplicated float32-ish points in high dimension: a plain float32 GEMM can break
+    # these ties; the values must still match the oracle exactly.
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(5, 64)).astype(np.float32).astype(np.float64)
+    x = np.concatenate([base, base[[0, 2, 3]]])  # rows 5,6,7 duplicate 0,2,3
+    y = np.array([0, 1, 2, 0, 1, 1, 2, 0])
+    xv = rng.normal(size=(3, 64)).astype(np.float32).astype(np.float64)
+    yv = np.array([0, 1, 2])
+    got = knn_shapley(x, y, xv, yv, k=1)
+    # Oracle distances: sum of squares per row, identical for identical rows.
+    np.testing.assert_allclose(got, brute_force_shapley(x, y, xv, yv, 1), atol=1e-12, rtol=0)
+
+
+def test_one_class_and_single_point():
+    x = np.array([[0.0], [1.0], [3.0]])
+    y = np.zeros(3, dtype=int)
+    got = knn_shapley(x, y, np.array([[0.5]]), np.array([0]), k=2)
+    np.testing.assert_allclose(got, brute_force_shapley(x, y, np.array([[0.5]]), np.array([0]), 2), atol=1e-12)
+    one = knn_shapley(np.array([[1.0, 2.0]]), [3], np.array([[0.0, 0.0]]), [3], k=4)
+    np.testing.assert_allclose(one, [0.25])  # K > N = 1: value 1/K
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_efficiency_axiom(k):
+    # Values sum to the full-set utility, averaged over validation points.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 4))
+    y = rng.integers(0, 3, 30)
+    xv = rng.normal(size=(11, 4))
+    yv = rng.integers(0, 3, 11)
+    vals = knn_shapley(x, y, xv, yv, k=k)
+    full = []
+    for v, c in zip(xv, yv):
+        nn = np.argsort(((x - v) ** 2).sum(1), kind="stable")[:k]
+        full.append((y[nn] == c).sum() / k)
+    assert vals.sum() == pytest.approx(np.mean(full), abs=1e-12)
+
+
+def test_blocking_and_threads_do_not_change_values():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(500, 16))
+    y = rng.integers(0, 5, 500)
+    xv = rng.normal(size=(57, 16))
+    yv = rng.integers(0, 5, 57)
+    ref = knn_shapley(x, y, xv, yv, k=7, n_jobs=1)
+    small = knn_shapley(x, y, xv, yv, k=7, block_bytes=5 * 8 * 500 * 4, n_jobs=2)  # blocks of 4
+    np.testing.assert_allclose(small, ref, atol=1e-14, rtol=0)
+
+
+def test_torch_kernel_equals_numpy_kernel():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8))
+    x[150:] = x[:150]  # duplicates
+    y = rng.integers(0, 4, 300)
+    xv = rng.normal(size=(20, 8))
+    yv = rng.integers(0, 4, 20)
+    uniq, inv = _unique_rows(x)
+    sq = np.einsum("ij,ij->i", uniq, uniq)
+    coef = _recursion_coefficients(300, 5)
+    a = _block_values(uniq, sq, inv, y, xv, yv, coef, 5)
+    b = _block_values_torch(uniq, sq, inv, y, xv, yv, coef, 5, dev="cpu")
+    np.testing.assert_array_equal(a, b)
+    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+        c = knn_shapley(x, y, xv, yv, k=5, device="cuda")
+        np.testing.assert_allclose(c, knn_shapley(x, y, xv, yv, k=5), atol=1e-14, rtol=0)
+
+
+def test_near_ties_resolved_exactly():
+    # Distances differing only in the low bits (below the packed-key precision) must
+    # still be ordered by distance, not by index.
+    x = np.array([[np.nextafter(1.0, 2.0)], [1.0], [5.0]])  # row 0 one ulp farther than row 1
+    y = np.array([0, 1, 1])
+    got = knn_shapley(x, y, np.array([[0.0]]), np.array([1]), k=1)
+    want = brute_force_shapley(x, y, np.array([[0.0]]), np.array([1]), 1)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((np.zeros((3, 2)), [0, 1, 0], np.zeros((1, 2)), [0]), {"k": 0}, ParameterError, r"'k' parameter of knn_shapley must be an int >= 1\. Got 0\."),
+        ((np.zeros((3, 2)), [0, 1, 0], np.zeros((1, 2)), [0]), {"k": 2.5}, ParameterError, r"'k' parameter .* Got 2\.5"),
+        ((np.zeros((3, 2)), [0, 1], np.zeros((1, 2)), [0]), {}, DataError, r"y_train of knn_shapley has 2 labels; x_train has 3 rows"),
+        ((np.zeros((3, 2)), [0, 1, 0], np.zeros((1, 3)), [0]), {}, DataError, r"x_val of knn_shapley has 3 columns; x_train has 2"),
+        ((np.array([[0.0, np.nan]]), [0], np.zeros((1, 2)), [0]), {}, DataError, r"x_train of knn_shapley contains NaN"),
+        ((np.zeros((0, 2)), [], np.zeros((1, 2)), [0]), {}, DataError, r"x_train of knn_shapley is empty"),
+        ((np.zeros(3), [0, 1, 0], np.zeros((1, 2)), [0]), {}, DataError, r"must be 2-D"),
+        ((np.zeros((3, 2)), [0.5, 1, 0], np.zeros((1, 2)), [0]), {}, DataError, r"integer class labels"),
+    ],
+)
+def test_bad_input(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        knn_shapley(*args, **kwargs)
