@@ -31,7 +31,7 @@ class EmbedConfig:
 
     arch: str = "auto"
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 5e-4
     patience: int = 5
@@ -59,22 +59,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _small_cnn(in_ch: int, n_classes: int):
+def _small_cnn(in_ch: int, n_classes: int, hw: tuple):
+    """LeNet-style CNN: two conv+pool stages, a 128-d fully connected embedding.
+
+    It learns from a few hundred images in a few epochs on a CPU, where a
+    global-average-pooled net needs many more steps.
+    """
     import torch.nn as nn
 
-    def block(i, o):
-        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
-
     features = nn.Sequential(
-        *block(in_ch, 32), nn.MaxPool2d(2),
-        *block(32, 64), nn.MaxPool2d(2),
-        *block(64, 128),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(in_ch, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * (hw[0] // 4) * (hw[1] // 4), 128), nn.ReLU(inplace=True),
     )
     return features, nn.Linear(128, n_classes)
 
 
-def _resnet18(in_ch: int, n_classes: int):
+def _resnet18(in_ch: int, n_classes: int, hw: tuple):
     import torch.nn as nn
     from torchvision.models import resnet18
 
@@ -92,7 +94,9 @@ def _build(arch: str, in_ch: int, hw: tuple, n_classes: int):
 
     if arch == "auto":
         arch = "cnn" if max(hw) <= 64 else "resnet18"
-    features, head = (_small_cnn if arch == "cnn" else _resnet18)(in_ch, n_classes)
+    if min(hw) < 4:
+        raise ParameterError(f"Images must be at least 4x4 pixels for the embedding network. Got {hw[1]}x{hw[0]}.")
+    features, head = (_small_cnn if arch == "cnn" else _resnet18)(in_ch, n_classes, hw)
 
     class Net(nn.Module):
         def __init__(self):
@@ -148,7 +152,7 @@ class ImageEmbedder:
             perm = torch.randperm(xt.shape[0], generator=gen)
             for s in range(0, xt.shape[0], cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size]
-                if idx.shape[0] < 2:  # BatchNorm needs two samples
+                if idx.shape[0] < 2 and xt.shape[0] > 1:  # ResNet's BatchNorm needs two samples
                     continue
                 opt.zero_grad()
                 loss = F.cross_entropy(model(xt[idx].to(self.device_)), yt[idx].to(self.device_))

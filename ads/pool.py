@@ -195,7 +195,7 @@ def _validate(pool: Pool, group, where: str) -> None:
     uniq, counts = np.unique(id_values, return_counts=True)
     if uniq.shape[0] != pool.n:
         dup = uniq[counts > 1][:3]
-        raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(map(repr, dup))}.")
+        raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
     if "y" in group:
         y = group["y"]
         if tuple(y.shape) != (pool.n,):
@@ -220,7 +220,7 @@ def _validate(pool: Pool, group, where: str) -> None:
             finite = np.isfinite(block).all(axis=1)
             if not finite.all():
                 i = s + int(np.argmin(finite))
-                raise StoreError(f"{where} array 'x' has NaN or inf at row {i} (id {id_values[i]!r}).")
+                raise StoreError(f"{where} array 'x' has NaN or inf at row {i} (id {str(id_values[i])!r}).")
 
 
 def infer_kind(x: np.ndarray, what: str) -> str:

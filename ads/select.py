@@ -65,7 +65,11 @@ def holdout_split(y: np.ndarray, seed: int, share: float = 0.1, cap: int = 500):
     rng = np.random.default_rng(seed)
     n_val = min(cap, max(1, int(round(share * y.shape[0]))))
     classes, counts = np.unique(y, return_counts=True)
-    want = np.floor(counts / y.shape[0] * n_val).astype(int)
+    exact = counts / y.shape[0] * n_val
+    want = np.floor(exact).astype(int)
+    # Largest remainders get the points left over (ties -> lower class), as in apportionment.
+    extra = np.argsort(-(exact - want), kind="stable")[: n_val - want.sum()]
+    want[extra] += 1
     want = np.minimum(want, counts - 1)
     val = []
     for c, m in zip(classes, want):

