@@ -12,6 +12,7 @@ each entry point names a :class:`Strategy` subclass; its key is the strategy's n
 
 from __future__ import annotations
 
+import numbers
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -58,7 +59,8 @@ class Strategy:
                 raise DataError(
                     f"proba of strategy {self.name!r} has {proba.shape[0]} rows; X has {X.shape[0]}."
                 )
-        rng = np.random.default_rng(random_state)
+            _check_proba(proba, self.name)
+        rng = _check_random_state(random_state, self.name)
         picks = self._select(X, n, X_labeled=X_labeled, proba=proba, rng=rng)
         return np.asarray(picks, dtype=np.int64)
 
@@ -67,9 +69,16 @@ class Strategy:
 
 
 def _check_matrix(a, what: str, owner: str, *, allow_empty: bool = False) -> np.ndarray:
-    a = np.asarray(a)
+    try:
+        a = np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged lists and the like
+        raise DataError(f"{what} of strategy {owner!r} is not a numeric array: {exc}") from None
     if a.ndim != 2:
         raise DataError(f"{what} of strategy {owner!r} must be 2-D. Got shape {a.shape}.")
+    if a.dtype.kind not in "biuf":
+        raise DataError(
+            f"{what} of strategy {owner!r} must have a real numeric dtype. Got {a.dtype}."
+        )
     if a.dtype not in (np.float32, np.float64):
         a = a.astype(np.float64)
     if a.shape[0] == 0 and not allow_empty:
@@ -77,6 +86,59 @@ def _check_matrix(a, what: str, owner: str, *, allow_empty: bool = False) -> np.
     if not np.isfinite(a).all():
         raise DataError(f"{what} of strategy {owner!r} contains NaN or inf.")
     return a
+
+
+# Rows of proba may come from a float32 softmax; this only catches logits or garbage.
+_PROBA_SUM_TOL = 1e-3
+
+
+def _check_proba(proba: np.ndarray, owner: str) -> None:
+    if (proba < 0).any() or (proba > 1 + _PROBA_SUM_TOL).any():
+        raise DataError(
+            f"proba of strategy {owner!r} must hold probabilities in [0, 1]. "
+            f"Got values in [{proba.min():.6g}, {proba.max():.6g}]."
+        )
+    sums = proba.sum(axis=1, dtype=np.float64)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _PROBA_SUM_TOL)
+    if bad.size:
+        raise DataError(
+            f"Rows of proba of strategy {owner!r} must sum to 1 (tolerance {_PROBA_SUM_TOL}). "
+            f"Got {sums[bad[0]]:.6g} in row {bad[0]}."
+        )
+
+
+def _check_random_state(random_state, owner: str) -> np.random.Generator:
+    """None, an int >= 0, a SeedSequence or a Generator (used as is) -> Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, np.random.SeedSequence) or (
+        isinstance(random_state, numbers.Integral)
+        and not isinstance(random_state, bool)
+        and random_state >= 0
+    ):
+        return np.random.default_rng(random_state)
+    raise ParameterError(
+        f"The 'random_state' parameter of strategy {owner!r} must be None, an int >= 0 "
+        f"or a numpy Generator. Got {random_state!r}."
+    )
+
+
+def weighted_draw(rng: np.random.Generator, weights: np.ndarray) -> int:
+    """Draw one index with probability proportional to ``weights`` (>= 0).
+
+    The procedure is fixed so that oracles can replay it: ``u = rng.random() * total``
+    with ``total = cumsum(weights)[-1]``, then the first index whose cumulative sum
+    exceeds ``u``. That index always has a positive weight. Returns -1 (and draws
+    nothing) when every weight is 0, so the caller chooses its own fallback.
+    """
+    cs = np.cumsum(weights, dtype=np.float64)
+    total = cs[-1]
+    if not total > 0:
+        return -1
+    i = int(np.searchsorted(cs, rng.random() * total, side="right"))
+    if i >= cs.size:  # u rounded up to total: take the last positive weight
+        i = int(np.flatnonzero(weights > 0)[-1])
+    return i
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
@@ -108,4 +170,7 @@ def get(name: str, **params) -> Strategy:
         raise ParameterError(
             f"Unknown strategy {name!r}. Valid strategies: {', '.join(sorted(_REGISTRY))}."
         ) from None
-    return cls(**params)
+    try:
+        return cls(**params)
+    except TypeError as exc:  # unknown keyword: say which strategy, in one line
+        raise ParameterError(f"Bad parameters for strategy {name!r}: {exc}.") from None

@@ -1,0 +1,100 @@
+"""K-medians against a plain-python implementation with the same seeding draws.
+
+On integer data (digits, small grids) L1 distances and medians (halves at worst) are
+exact in float64, so both implementations see identical numbers, ties included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from strategies import kmedians as km
+
+
+def naive_kmedians_select(X, n, seed, max_iter=20):
+    """Textbook k-medians; draws replay strategies.base.weighted_draw by hand."""
+    X = np.asarray(X, dtype=np.float64)
+    N = X.shape[0]
+    rng = np.random.default_rng(seed)
+    l1 = lambda c: np.abs(X - c).sum(axis=1)  # noqa: E731
+
+    seeds = [int(rng.integers(N))]
+    mind = l1(X[seeds[0]])
+    for _ in range(1, n):
+        cum = np.cumsum(mind)
+        if cum[-1] > 0:
+            i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        else:
+            free = [j for j in range(N) if j not in seeds]
+            i = free[int(rng.integers(len(free)))]
+        seeds.append(i)
+        mind = np.minimum(mind, l1(X[i]))
+
+    C = X[seeds].copy()
+    labels = None
+    for _ in range(max_iter):
+        new = np.array([int(np.argmin([np.abs(x - c).sum() for c in C])) for x in X])
+        if labels is not None and (new == labels).all():
+            break
+        labels = new
+        for m in range(n):
+            if (labels == m).any():
+                C[m] = np.median(X[labels == m], axis=0)
+
+    picks = []
+    for m in range(n):
+        d = l1(C[m])
+        d[picks] = np.inf
+        picks.append(int(np.argmin(d)))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_naive_on_digits(seed):
+    X = load_digits().data[seed * 150 : seed * 150 + 150]
+    want = naive_kmedians_select(X, 8, seed)
+    got = km.kmedians_select(X, 8, np.random.default_rng(seed))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_naive_on_small_grids_with_duplicates(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, size=(30, 2)).astype(np.float64)  # 9 distinct points at most
+    n = int(rng.integers(1, 30))
+    np.testing.assert_array_equal(
+        km.kmedians_select(X, n, np.random.default_rng(seed)), naive_kmedians_select(X, n, seed)
+    )
+
+
+def test_matches_naive_with_max_iter_1_and_small_blocks(monkeypatch):
+    X = load_digits().data[:120]
+    want = naive_kmedians_select(X, 6, 5, max_iter=1)
+    monkeypatch.setattr(km, "_BLOCK_BYTES", 256)
+    np.testing.assert_array_equal(km.kmedians_select(X.astype(np.float32), 6, np.random.default_rng(5), max_iter=1), want)
+
+
+def test_all_identical_points_fall_back_to_uniform_seeds():
+    X = np.ones((10, 3))
+    picks = km.kmedians_select(X, 10, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.sort(picks), np.arange(10))
+    np.testing.assert_array_equal(picks, naive_kmedians_select(X, 10, 0))
+
+
+def test_medians_are_coordinatewise_medians_of_final_clusters():
+    X = load_digits().data[:200]
+    C, labels, seeds = km.kmedians(X, 5, np.random.default_rng(0), max_iter=50)
+    assert np.unique(seeds).size == 5
+    for m in range(5):
+        np.testing.assert_array_equal(C[m], np.median(X[labels == m], axis=0))
+    # converged: reassigning changes nothing
+    np.testing.assert_array_equal(km._assign(X, C), labels)
+
+
+def test_two_separated_blobs_get_one_pick_each():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(50, 4)), rng.normal(size=(50, 4)) + 100])
+    picks = km.kmedians_select(X, 2, np.random.default_rng(0))
+    assert sorted(p // 50 for p in picks) == [0, 1]
