@@ -271,6 +271,97 @@ def select(pool_path, labeled, val, budget, fraction, strategy, k, seed, out, ar
         click.echo(text, nl=False)
 
 
+# ---------------------------------------------------------------- loop
+@ads.command()
+@click.option("--workdir", required=True, type=click.Path(path_type=Path), help="Run directory (state, rounds.jsonl, batches).")
+@click.option("--resume", is_flag=True, help="Continue the run in --workdir where it stopped.")
+@click.option("--pool", "pool_path", type=click.Path(path_type=Path), help="Unlabeled pool store.")
+@click.option("--labeled", "labeled", type=click.Path(path_type=Path), help="Initial labeled store.")
+@click.option("--val", "val", type=click.Path(path_type=Path), help="Validation store (early stopping, valuation).")
+@click.option("--test", "test", type=click.Path(path_type=Path), default=None, help="Test store (accuracy per round).")
+@click.option("--rounds", type=int, help="Number of labeling rounds.")
+@click.option("--budget", type=int, help="Points labeled per round.")
+@click.option("--fraction", type=float, default=0.1, show_default=True, help="Top-valued share kept before the strategy (1 = off).")
+@click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
+@click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
+              help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
+@k_option
+@seed_option
+@click.option("--arch", type=click.Choice(["auto", "cnn", "resnet18"]), default="auto", show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@quiet_option
+def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, k, seed, arch,
+         epochs, device, quiet):
+    """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
+
+    State is saved after every stage; after a crash or kill, `--resume` continues
+    without losing or repeating a label. Per-round records go to WORKDIR/rounds.jsonl.
+
+    \b
+    Examples:
+      ads loop --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr \\
+               --test demo/test.zarr --rounds 5 --budget 500 --workdir runs/ads
+      ads loop --workdir runs/ads --resume
+    """
+    from ads import loop as L
+
+    log = _logger(quiet)
+    if not resume:
+        missing = [n for n, v in (("--pool", pool_path), ("--labeled", labeled), ("--val", val), ("--rounds", rounds),
+                                  ("--budget", budget)) if v is None]
+        if missing:
+            raise click.UsageError(f"a new run needs {', '.join(missing)} (or pass --resume)")
+        if oracle == "auto":
+            from ads.pool import open_pool
+
+            oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
+        cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val), test=str(test) if test else None,
+                           rounds=rounds, budget=budget, strategy=strategy, fraction=fraction, k=k, seed=seed,
+                           oracle=oracle, arch=arch, epochs=epochs, device=device)
+        L.start(cfg, workdir, log=log)
+    state = L.resume(workdir, progress=not quiet, log=log)
+    click.echo(json.dumps({"workdir": str(workdir), "round": state["round"], "stage": state["stage"],
+                           "n_added": len(state["added"])}))
+
+
+@ads.command()
+@click.argument("workdir", type=click.Path(path_type=Path))
+@click.option("--import", "labels_csv", required=True, type=click.Path(path_type=Path), help="CSV with id,label for the waiting batch.")
+@click.option("--no-continue", is_flag=True, help="Only import; do not run the next rounds.")
+@quiet_option
+def label(workdir, labels_csv, no_continue, quiet):
+    """Import labels for a loop waiting on WORKDIR/round-K/to_label.csv, then continue it.
+
+    \b
+    Example:
+      ads label runs/ads --import labels.csv
+    """
+    from ads import loop as L
+
+    log = _logger(quiet)
+    state = L.import_labels(workdir, labels_csv, log=log)
+    if not no_continue:
+        state = L.resume(workdir, progress=not quiet, log=log)
+    click.echo(json.dumps({"workdir": str(workdir), "round": state["round"], "stage": state["stage"],
+                           "n_added": len(state["added"])}))
+
+
+@ads.command()
+@click.argument("workdirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG: accuracy vs labeled, seconds per batch.")
+def report(workdirs, out):
+    """Table (stdout) and figure (--out) of one or more loop runs.
+
+    \b
+    Example:
+      ads report runs/ads runs/coreset --out report.png
+    """
+    from ads.loop import report as make_report
+
+    click.echo(make_report(workdirs, out), nl=False)
+
+
 @ads.command("strategies")
 def list_strategies():
     """List the registered diversity strategies."""

@@ -113,18 +113,23 @@ class Embedded:
     val_accuracy: float
     arch: str
     cached: bool
+    proba_test: np.ndarray | None = None
 
 
 def embed_all(kind, n_classes, data: LabeledData, pool: Pool | None, config: EmbedConfig, *,
-              cache_root=None, key_parts=(), progress=True, log=_noop) -> Embedded:
-    """Train the embedding model on the labeled data and embed labeled, val and pool."""
+              cache_root=None, key_parts=(), progress=True, log=_noop, test_x=None) -> Embedded:
+    """Train the embedding model on the labeled data and embed labeled, val and pool.
+
+    ``test_x``, when given, is classified by the same model (``Embedded.proba_test``);
+    such calls are not cached.
+    """
     from tqdm.auto import tqdm
     import sys
 
     cache = EmbeddingCache(cache_root)
     key = EmbeddingCache.key(embed_config_key(config), n_classes, list(key_parts),
                              pool.fingerprint() if pool is not None else None)
-    hit = cache.load(key)
+    hit = cache.load(key) if test_x is None else None
     if hit is not None:
         log(f"embeddings: reusing cache {cache.root / key}")
         return Embedded(hit["emb"], hit["emb_val"], hit.get("emb_pool"), hit.get("proba_pool"),
@@ -143,6 +148,9 @@ def embed_all(kind, n_classes, data: LabeledData, pool: Pool | None, config: Emb
                 parts_p.append(p)
                 bar.update(block.shape[0])
         emb_pool, proba_pool = np.concatenate(parts_e), np.concatenate(parts_p)
+    proba_test = model.transform(test_x)[1] if test_x is not None else None
+    if test_x is not None:
+        return Embedded(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_test)
     arrays = {"emb": emb, "emb_val": emb_val, "val_accuracy": np.array(model.val_accuracy_), "arch": np.array(model.arch_)}
     if pool is not None:
         arrays.update(emb_pool=emb_pool, proba_pool=proba_pool)
@@ -178,14 +186,16 @@ class Selection:
         }
 
 
-def preselect(scores: np.ndarray, budget: int, fraction: float) -> np.ndarray:
+def preselect(scores: np.ndarray, budget: int, fraction: float, exclude=None) -> np.ndarray:
     """Indices of the top ``max(budget, ceil(fraction * N))`` scores (ties -> lower index),
-    returned in ascending index order."""
-    n = scores.shape[0]
+    returned in ascending index order. ``exclude`` (bool mask) rows are never kept and do
+    not count in N."""
+    avail = np.arange(scores.shape[0]) if exclude is None else np.flatnonzero(~np.asarray(exclude))
+    n = avail.shape[0]
     keep = min(n, max(budget, math.ceil(fraction * n)))
     if keep == n:
-        return np.arange(n)
-    return np.sort(np.argsort(-scores, kind="stable")[:keep])
+        return avail
+    return np.sort(avail[np.argsort(-scores[avail], kind="stable")[:keep]])
 
 
 def check_select_params(budget, fraction, n_pool, pool_path):
@@ -249,26 +259,46 @@ def select(
                    progress=progress, log=log)
     seconds["embed"] = time.perf_counter() - t
 
+    idx, scores, n_cand = rank_and_pick(
+        em, data, budget=budget, fraction=fraction, strategy=strat, k=k, seed=seed, n_neighbors=n_neighbors,
+        top_m=top_m, aggregate=aggregate, labeled_emb=np.concatenate([em.emb, em.emb_val]) if val is None else em.emb,
+        seconds=seconds, log=log)
+    seconds["total"] = time.perf_counter() - t0
+    return Selection(
+        ids=pool.ids()[idx], indices=idx, scores=scores[idx], n_pool=pool.n, n_candidates=n_cand,
+        strategy=strategy, fraction=fraction, val_source=data.val_source, val_accuracy=em.val_accuracy, seconds=seconds,
+    )
+
+
+def pool_scores(em: Embedded, data: LabeledData, *, k=10, n_neighbors=10, top_m=10, aggregate="max",
+                seconds=None) -> np.ndarray:
+    """ADS scores of the pool: KNN-Shapley values of the labeled points, regressed per class."""
+    seconds = {} if seconds is None else seconds
     t = time.perf_counter()
     values = knn_shapley(em.emb, data.y, em.emb_val, data.y_val, k=k)
     seconds["value"] = time.perf_counter() - t
-
     t = time.perf_counter()
+    n_classes = em.proba_pool.shape[1]
     reg = ValueRegressor(n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate).fit(em.emb, data.y, values, n_classes)
-    scores = np.concatenate([
-        reg.predict(em.emb_pool[s : s + 65536], em.proba_pool[s : s + 65536]) for s in range(0, pool.n, 65536)
-    ])
+    n = em.emb_pool.shape[0]
+    scores = np.concatenate([reg.predict(em.emb_pool[s : s + 65536], em.proba_pool[s : s + 65536]) for s in range(0, n, 65536)])
     seconds["score"] = time.perf_counter() - t
+    return scores
 
+
+def rank_and_pick(em: Embedded, data: LabeledData, *, budget, fraction, strategy, k=10, seed=0, n_neighbors=10,
+                  top_m=10, aggregate="max", labeled_emb=None, exclude=None, seconds=None, log=_noop):
+    """Score the pool, pre-select the top fraction (without ``exclude`` rows) and let the
+    strategy pick ``budget`` of them. Returns (pool indices in pick order, all scores,
+    number of candidates)."""
+    seconds = {} if seconds is None else seconds
+    scores = pool_scores(em, data, k=k, n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate, seconds=seconds)
     t = time.perf_counter()
-    cand = preselect(scores, budget, fraction)
-    log(f"pre-selection: {cand.size} of {pool.n} pool points kept (fraction {fraction:g})")
-    labeled_emb = np.concatenate([em.emb, em.emb_val]) if val is None else em.emb
-    picks = strat.select(em.emb_pool[cand], budget, X_labeled=labeled_emb, proba=em.proba_pool[cand], random_state=seed)
-    idx = cand[picks]
+    cand = preselect(scores, budget, fraction, exclude)
+    log(f"pre-selection: {cand.size} of {scores.shape[0]} pool points kept (fraction {fraction:g})")
+    if cand.size < budget:
+        raise ParameterError(f"The 'budget' parameter ({budget}) is larger than the unlabeled pool left ({cand.size} points).")
+    picks = strategy.select(em.emb_pool[cand], budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
+                            proba=em.proba_pool[cand], random_state=seed)
     seconds["strategy"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
-    return Selection(
-        ids=pool.ids()[idx], indices=idx, scores=scores[idx], n_pool=pool.n, n_candidates=int(cand.size),
-        strategy=strategy, fraction=fraction, val_source=data.val_source, val_accuracy=em.val_accuracy, seconds=seconds,
-    )
+    return cand[picks], scores, int(cand.size)
