@@ -105,6 +105,8 @@ def knn_shapley(
         n_jobs = 1
 
     kernel = _block_values_torch if device == "cuda" else _block_values
+    y_small = _labels_small(np.concatenate([y_train, y_val]))
+    y_train, y_val = y_small[:n_train], y_small[n_train:]
     uniq_sq = np.einsum("ij,ij->i", uniq, uniq)
 
     def run(s):
@@ -203,25 +205,28 @@ def _index_bits(n):
 def _sorted_order(d, n):
     """Row-wise order of d (B x N float64 >= 0), ties by column index ascending.
 
-    Sorts uint64 keys (distance bits with the low bits replaced by the index).
+    Sorts uint64 keys: the distance's bits with the low ``bits`` replaced by the index.
+    Distances are >= 0, so their bit patterns order like the floats.
     """
     bits = _index_bits(n)
-    mask = np.uint64((1 << bits) - 1)
-    keys = d.view(np.uint64) & ~mask
+    keys = d.view(np.uint64) & ~np.uint64((1 << bits) - 1)
     keys |= np.arange(n, dtype=np.uint64)
     keys.sort(axis=1)
     return _order_from_sorted_keys(keys, d, n)
 
 
 def _order_from_sorted_keys(keys, d, n):
-    """Indices from sorted keys; rows where neighbouring keys share their distance bits
-    but the full distances differ are redone with an exact stable argsort."""
-    bits = _index_bits(n)
-    mask = np.uint64((1 << bits) - 1)
-    order = (keys & mask).astype(np.int64)
+    """Indices from sorted keys (consumed in place); rows where neighbouring keys share
+    their distance bits but the full distances differ are redone with a stable argsort."""
+    mask = np.uint64((1 << _index_bits(n)) - 1)
+    tie = None
     if n > 1:
-        hi = keys >> np.uint64(bits)
-        rows, cols = np.nonzero(hi[:, 1:] == hi[:, :-1])
+        # Same distance bits <=> the XOR of neighbouring keys has only index bits set.
+        tie = np.bitwise_xor(keys[:, 1:], keys[:, :-1]) <= mask
+    keys &= mask
+    order = keys.view(np.int64)
+    if tie is not None:
+        rows, cols = np.nonzero(tie)
         if rows.size:
             da = d[rows, order[rows, cols]]
             db = d[rows, order[rows, cols + 1]]
@@ -231,22 +236,40 @@ def _order_from_sorted_keys(keys, d, n):
 
 
 def _values_from_order(order, y_train, yv, coef, k):
-    """Theorem 1 values of one block; returns their sum over the block's rows (N,)."""
+    """Theorem 1 values of one block, summed over the block's rows: (N,) float64.
+
+    With a_i = 1[y_(i) = y_val] in sorted order, s_i = s_N + sum_{j=i}^{N-1} diff_j where
+    diff_j = (a_j - a_{j+1}) * min(K, j) / (K j) and s_N = a_N / max(N, K). Every row is a
+    permutation, so each training point receives s_N of every row once.
+    """
     b, n = order.shape
-    a = (y_train[order] == yv[:, None]).astype(np.float64)
-    s = np.empty_like(a)
-    s[:, -1] = a[:, -1] / max(n, k)
+    a = (y_train[order] == yv[:, None]).view(np.int8)
+    last = a[:, -1].astype(np.float64) / max(n, k)
+    suffix = np.zeros((b, n), dtype=np.float64)  # the last column stays 0
     if n > 1:
-        # diff_i = (a_i - a_{i+1}) * min(K, i) / (K i); s_i = s_N + sum_{j >= i} diff_j
-        diff = (a[:, :-1] - a[:, 1:]) * coef
-        rev = np.cumsum(diff[:, ::-1], axis=1)[:, ::-1]
-        s[:, :-1] = rev + s[:, -1:]
-    return np.bincount(order.ravel(), weights=s.ravel(), minlength=n)
+        np.subtract(a[:, :-1], a[:, 1:], out=suffix[:, :-1], dtype=np.float64)
+        suffix[:, :-1] *= coef
+        rev = suffix[:, ::-1]
+        np.cumsum(rev, axis=1, out=rev)  # suffix sums, in place
+    return np.bincount(order.ravel(), weights=suffix.ravel(), minlength=n) + last.sum()
+
+
+def _labels_small(y):
+    """Labels as the smallest integer dtype that holds them (a cheaper gather)."""
+    lo, hi = int(y.min()), int(y.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return y.astype(t)
+    return y
 
 
 def _block_values(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k):
     n = inverse.shape[0]
-    d_u = uniq_sq[None, :] + np.einsum("ij,ij->i", xv, xv)[:, None] - 2.0 * (xv @ uniq.T)
+    # ||u||^2 + ||x||^2 - 2 x.u, in place on the GEMM's output
+    d_u = xv @ uniq.T
+    d_u *= -2.0
+    d_u += uniq_sq[None, :]
+    d_u += np.einsum("ij,ij->i", xv, xv)[:, None]
     np.maximum(d_u, 0.0, out=d_u)
     d_u += 0.0  # -0.0 -> 0.0 so the bit pattern orders correctly
     d = d_u[:, inverse] if uniq.shape[0] != n else d_u
@@ -269,6 +292,6 @@ def _block_values_torch(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k, dev="c
     keys = d.view(torch.int64) & ~((1 << bits) - 1)
     keys |= torch.arange(n, device=dev, dtype=torch.int64)
     keys = torch.sort(keys, dim=1).values
-    keys = keys.cpu().numpy().view(np.uint64)
+    keys = keys.cpu().numpy().view(np.uint64).copy()
     order = _order_from_sorted_keys(keys, d.cpu().numpy(), n)
     return _values_from_order(order, y_train, yv, coef, k)
