@@ -22,6 +22,10 @@ k_option = click.option("--k", "k", type=int, default=10, show_default=True, hel
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+scorer_option = click.option("--scorer", type=click.Choice(["knn-shapley", "dvrl"]), default="knn-shapley", show_default=True,
+                             help="How pool points are valued: KNN-Shapley regressors, or a DVRL value estimator.")
+dvrl_iterations_option = click.option("--dvrl-iterations", type=int, default=2000, show_default=True,
+                                      help="DVRL outer (REINFORCE) iterations.")
 labeled_option = click.option("--labeled", "labeled", required=True, type=click.Path(path_type=Path), help="Labeled store (zarr).")
 val_option = click.option("--val", "val", type=click.Path(path_type=Path), default=None, help="Validation store (zarr).")
 
@@ -235,14 +239,17 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
 @ads.command()
 @labeled_option
 @click.option("--val", "val", required=True, type=click.Path(path_type=Path), help="Validation store (zarr).")
+@click.option("--method", type=click.Choice(["knn-shapley", "dvrl"]), default="knn-shapley", show_default=True,
+              help="Exact KNN-Shapley, or DVRL (a value estimator trained with REINFORCE).")
+@dvrl_iterations_option
 @k_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write: id,value.")
 @seed_option
 @embed_options
 @json_option
 @quiet_option
-def value(labeled, val, k, out, seed, arch, epochs, device, cache_dir, no_cache, as_json, quiet):
-    """Value every labeled point with exact KNN-Shapley; write id,value to --out.
+def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, device, cache_dir, no_cache, as_json, quiet):
+    """Value every labeled point (exact KNN-Shapley or DVRL); write id,value to --out.
 
     Features stores are valued on their features unchanged; image stores on the
     embeddings of a network trained on the labeled set.
@@ -269,10 +276,18 @@ def value(labeled, val, k, out, seed, arch, epochs, device, cache_dir, no_cache,
         em = embed_all(lab.kind, len(lab.classes), d, None, _embed_config(arch, epochs, device, seed),
                        cache_root=root, key_parts=[lab.fingerprint(), vs.fingerprint()], progress=not quiet, log=log)
         emb, emb_val = em.emb, em.emb_val
-    vals = knn_shapley(emb, d.y, emb_val, d.y_val, k=k)
+    if method == "dvrl":
+        from ads.dvrl import dvrl_values
+
+        vals = dvrl_values(emb, d.y, emb_val, d.y_val, n_classes=len(lab.classes), iterations=dvrl_iterations,
+                           random_state=seed, progress=not quiet)
+    else:
+        vals = knn_shapley(emb, d.y, emb_val, d.y_val, k=k)
     atomic_write_text(out, _csv(["id", "value"], ((i, repr(float(v))) for i, v in zip(d.ids, vals))))
     if as_json:
-        click.echo(json.dumps({"out": str(out), "n": int(vals.size), "sum": float(vals.sum()), "k": k}))
+        click.echo(json.dumps({"out": str(out), "n": int(vals.size), "method": method, "sum": float(vals.sum()), "k": k}))
+    elif method == "dvrl":
+        click.echo(f"wrote {vals.size} DVRL values to {out} (mean {vals.mean():.4f}, std {vals.std():.4f})")
     else:
         click.echo(f"wrote {vals.size} values to {out} (sum {vals.sum():.6f} = mean KNN utility on validation)")
 
@@ -285,13 +300,16 @@ def value(labeled, val, k, out, seed, arch, epochs, device, cache_dir, no_cache,
 @click.option("--budget", type=int, required=True, help="Number of points to pick.")
 @click.option("--fraction", type=float, default=0.1, show_default=True, help="Top-valued share of the pool kept before the strategy (1 = off).")
 @click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
+@scorer_option
+@dvrl_iterations_option
 @k_option
 @seed_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV to write: id,score in pick order.")
 @embed_options
 @json_option
 @quiet_option
-def select(pool_path, labeled, val, budget, fraction, strategy, k, seed, out, arch, epochs, device, cache_dir, no_cache, as_json, quiet):
+def select(pool_path, labeled, val, budget, fraction, strategy, scorer, dvrl_iterations, k, seed, out, arch, epochs, device,
+           cache_dir, no_cache, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -307,6 +325,7 @@ def select(pool_path, labeled, val, budget, fraction, strategy, k, seed, out, ar
 
     log = _logger(quiet)
     sel = run_select(pool_path, labeled, val, budget=budget, fraction=fraction, strategy=strategy, k=k, seed=seed,
+                     scorer=scorer, dvrl_params={"iterations": dvrl_iterations},
                      embed=_embed_config(arch, epochs, device, seed), cache_dir=cache_dir, use_cache=not no_cache,
                      progress=not quiet, log=log)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
@@ -337,14 +356,16 @@ def select(pool_path, labeled, val, budget, fraction, strategy, k, seed, out, ar
 @click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
 @click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
               help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
+@scorer_option
+@dvrl_iterations_option
 @k_option
 @seed_option
 @click.option("--arch", type=click.Choice(["auto", "cnn", "resnet18"]), default="auto", show_default=True)
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @quiet_option
-def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, k, seed, arch,
-         epochs, device, quiet):
+def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, scorer,
+         dvrl_iterations, k, seed, arch, epochs, device, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -370,7 +391,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
             oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
         cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val), test=str(test) if test else None,
                            rounds=rounds, budget=budget, strategy=strategy, fraction=fraction, k=k, seed=seed,
-                           oracle=oracle, arch=arch, epochs=epochs, device=device)
+                           oracle=oracle, scorer=scorer, dvrl_iterations=dvrl_iterations, arch=arch, epochs=epochs,
+                           device=device)
         L.start(cfg, workdir, log=log)
     state = L.resume(workdir, progress=not quiet, log=log)
     click.echo(json.dumps({"workdir": str(workdir), "round": state["round"], "stage": state["stage"],

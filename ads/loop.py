@@ -62,6 +62,8 @@ class LoopConfig:
     k: int = 10
     seed: int = 0
     oracle: str = "hidden"
+    scorer: str = "knn-shapley"
+    dvrl_iterations: int = 2000
     arch: str = "auto"
     epochs: int = 30
     device: str = "auto"
@@ -113,8 +115,12 @@ def start(config: LoopConfig, workdir, *, log=_noop) -> Run:
     if config.oracle == "hidden" and pool.hidden("y") is None:
         raise StoreError(f"pool {config.pool!r} has no hidden labels (hidden/y); use --oracle external.")
     import strategies
+    from ads.select import SCORERS
 
     strategies.get(config.strategy)
+    if config.scorer not in SCORERS:
+        raise ParameterError(f"The 'scorer' parameter of ads loop must be one of {list(SCORERS)}. Got {config.scorer!r}.")
+    check_int(config.dvrl_iterations, "dvrl_iterations", "ads loop", min_value=1)
     EmbedConfig(arch=config.arch, epochs=config.epochs, device=config.device).validate()
     run.dir.mkdir(parents=True, exist_ok=True)
     state = {"version": 1, "config": asdict(config), "round": 0, "stage": "select", "batch": None,
@@ -185,7 +191,8 @@ def _train_and_pick(state, stores, *, progress, log):
     exclude[rows] = True
     idx, scores, n_cand = rank_and_pick(
         em, data, budget=c["budget"], fraction=c["fraction"], strategy=strategies.get(c["strategy"]), k=c["k"],
-        seed=c["seed"] + rnd, exclude=exclude, seconds=seconds, log=log)
+        seed=c["seed"] + rnd, exclude=exclude, scorer=c.get("scorer", "knn-shapley"),
+        dvrl_params={"iterations": c.get("dvrl_iterations", 2000)}, seconds=seconds, progress=progress, log=log)
     ids = pool.ids()[idx]
     record.update(picked=[str(i) for i in ids], n_candidates=n_cand)
     src = pool.hidden("source")

@@ -91,17 +91,36 @@ class ValueRegressor:
         proba = np.asarray(proba, dtype=np.float64)
         if proba.shape != (np.shape(X)[0], self.n_classes_):
             raise DataError(f"proba must have shape ({np.shape(X)[0]}, {self.n_classes_}). Got {proba.shape}.")
-        m = min(self.top_m, self.n_classes_)
-        top = np.argsort(-proba, axis=1, kind="stable")[:, :m]
-        mask = np.zeros(proba.shape, dtype=bool)
-        np.put_along_axis(mask, top, True, axis=1)
+        top, mask = top_classes(proba, self.top_m)
         cv = self.predict_class_values(X, mask)
-        tv = np.take_along_axis(cv, top, axis=1)
-        if self.aggregate == "max":
-            return tv.max(axis=1)
-        if self.aggregate == "mean":
-            return tv.mean(axis=1)
-        w = np.take_along_axis(proba, top, axis=1)
-        ws = w.sum(axis=1)
-        ws[ws == 0] = 1.0
-        return (tv * w).sum(axis=1) / ws
+        return aggregate_top(cv, proba, top, self.aggregate)
+
+
+def top_classes(proba: np.ndarray, top_m: int):
+    """The top-m candidate classes of each point by probability, ties -> lower class index.
+
+    Returns ``top`` (n, min(top_m, C)) int class indices, most probable first, and ``mask``
+    (n, C) bool, True at those (point, class) pairs.
+    """
+    m = min(top_m, proba.shape[1])
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :m]
+    mask = np.zeros(proba.shape, dtype=bool)
+    np.put_along_axis(mask, top, True, axis=1)
+    return top, mask
+
+
+def aggregate_top(class_values: np.ndarray, proba: np.ndarray, top: np.ndarray, aggregate: str) -> np.ndarray:
+    """Aggregate per-class values (n, C) over each point's ``top`` classes.
+
+    ``max`` and ``mean`` of the values; ``weighted``: their mean weighted by ``proba``
+    (a point whose top probabilities all are 0 gets 0).
+    """
+    tv = np.take_along_axis(class_values, top, axis=1)
+    if aggregate == "max":
+        return tv.max(axis=1)
+    if aggregate == "mean":
+        return tv.mean(axis=1)
+    w = np.take_along_axis(proba, top, axis=1)
+    ws = w.sum(axis=1)
+    ws[ws == 0] = 1.0
+    return (tv * w).sum(axis=1) / ws

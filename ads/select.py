@@ -170,6 +170,7 @@ class Selection:
     strategy: str
     fraction: float
     val_source: str
+    scorer: str
     val_accuracy: float
     seconds: dict = field(default_factory=dict)
 
@@ -179,6 +180,7 @@ class Selection:
             "n_pool": self.n_pool,
             "n_candidates": self.n_candidates,
             "strategy": self.strategy,
+            "scorer": self.scorer,
             "fraction": self.fraction,
             "validation": self.val_source,
             "validation_accuracy": self.val_accuracy,
@@ -220,6 +222,8 @@ def select(
     n_neighbors: int = 10,
     top_m: int = 10,
     aggregate: str = "max",
+    scorer: str = "knn-shapley",
+    dvrl_params: dict | None = None,
     embed: EmbedConfig | None = None,
     cache_dir=None,
     use_cache: bool = True,
@@ -240,6 +244,8 @@ def select(
     val = val if (val is None or isinstance(val, Pool)) else open_pool(val, role="validation store")
     budget, fraction = check_select_params(budget, fraction, pool.n, pool.path)
     k = check_int(k, "k", "ads select", min_value=1)
+    if scorer not in SCORERS:
+        raise ParameterError(f"The 'scorer' parameter of ads select must be one of {list(SCORERS)}. Got {scorer!r}.")
     strat = strategies.get(strategy)
     check_compatible(pool, labeled, "labeled store")
     if val is not None:
@@ -261,38 +267,59 @@ def select(
 
     idx, scores, n_cand = rank_and_pick(
         em, data, budget=budget, fraction=fraction, strategy=strat, k=k, seed=seed, n_neighbors=n_neighbors,
-        top_m=top_m, aggregate=aggregate, labeled_emb=np.concatenate([em.emb, em.emb_val]) if val is None else em.emb,
-        seconds=seconds, log=log)
+        top_m=top_m, aggregate=aggregate, scorer=scorer, dvrl_params=dvrl_params,
+        labeled_emb=np.concatenate([em.emb, em.emb_val]) if val is None else em.emb, seconds=seconds, progress=progress, log=log)
     seconds["total"] = time.perf_counter() - t0
     return Selection(
         ids=pool.ids()[idx], indices=idx, scores=scores[idx], n_pool=pool.n, n_candidates=n_cand,
-        strategy=strategy, fraction=fraction, val_source=data.val_source, val_accuracy=em.val_accuracy, seconds=seconds,
+        strategy=strategy, fraction=fraction, val_source=data.val_source, scorer=scorer, val_accuracy=em.val_accuracy, seconds=seconds,
     )
 
 
+SCORERS = ("knn-shapley", "dvrl")
+
+
 def pool_scores(em: Embedded, data: LabeledData, *, k=10, n_neighbors=10, top_m=10, aggregate="max",
-                seconds=None) -> np.ndarray:
-    """ADS scores of the pool: KNN-Shapley values of the labeled points, regressed per class."""
+                scorer="knn-shapley", dvrl_params=None, seed=0, progress=False, seconds=None) -> np.ndarray:
+    """ADS scores of the pool.
+
+    ``knn-shapley``: exact KNN-Shapley values of the labeled points, regressed per class
+    onto the pool. ``dvrl``: a DVRL value estimator trained on the labeled embeddings,
+    evaluated at each pool point for its candidate classes. Both aggregate over the top-m
+    classes by probability (``aggregate``).
+    """
     seconds = {} if seconds is None else seconds
-    t = time.perf_counter()
-    values = knn_shapley(em.emb, data.y, em.emb_val, data.y_val, k=k)
-    seconds["value"] = time.perf_counter() - t
-    t = time.perf_counter()
     n_classes = em.proba_pool.shape[1]
-    reg = ValueRegressor(n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate).fit(em.emb, data.y, values, n_classes)
     n = em.emb_pool.shape[0]
-    scores = np.concatenate([reg.predict(em.emb_pool[s : s + 65536], em.proba_pool[s : s + 65536]) for s in range(0, n, 65536)])
+    t = time.perf_counter()
+    if scorer == "knn-shapley":
+        values = knn_shapley(em.emb, data.y, em.emb_val, data.y_val, k=k)
+        seconds["value"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = ValueRegressor(n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate).fit(em.emb, data.y, values, n_classes)
+    elif scorer == "dvrl":
+        from ads.dvrl import DVRL
+
+        params = {"random_state": seed, "progress": progress, **(dvrl_params or {})}
+        model = DVRL(top_m=top_m, aggregate=aggregate, **params).fit(em.emb, data.y, em.emb_val, data.y_val, n_classes=n_classes)
+        seconds["value"] = time.perf_counter() - t
+        t = time.perf_counter()
+    else:
+        raise ParameterError(f"The 'scorer' parameter must be one of {list(SCORERS)}. Got {scorer!r}.")
+    scores = np.concatenate([model.predict(em.emb_pool[s : s + 65536], em.proba_pool[s : s + 65536]) for s in range(0, n, 65536)])
     seconds["score"] = time.perf_counter() - t
     return scores
 
 
 def rank_and_pick(em: Embedded, data: LabeledData, *, budget, fraction, strategy, k=10, seed=0, n_neighbors=10,
-                  top_m=10, aggregate="max", labeled_emb=None, exclude=None, seconds=None, log=_noop):
+                  top_m=10, aggregate="max", scorer="knn-shapley", dvrl_params=None, labeled_emb=None, exclude=None,
+                  seconds=None, progress=False, log=_noop):
     """Score the pool, pre-select the top fraction (without ``exclude`` rows) and let the
     strategy pick ``budget`` of them. Returns (pool indices in pick order, all scores,
     number of candidates)."""
     seconds = {} if seconds is None else seconds
-    scores = pool_scores(em, data, k=k, n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate, seconds=seconds)
+    scores = pool_scores(em, data, k=k, n_neighbors=n_neighbors, top_m=top_m, aggregate=aggregate, scorer=scorer,
+                         dvrl_params=dvrl_params, seed=seed, progress=progress, seconds=seconds)
     t = time.perf_counter()
     cand = preselect(scores, budget, fraction, exclude)
     log(f"pre-selection: {cand.size} of {scores.shape[0]} pool points kept (fraction {fraction:g})")

@@ -164,3 +164,23 @@ def test_real_subprocess_error_and_success(tmp_path, feature_stores):
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0] == "id,score" and len(ok.stdout.splitlines()) == 5
     assert ok.stderr == ""
+
+
+def test_dvrl_from_the_cli(tmp_path, feature_stores):
+    from ads.dvrl import dvrl_values
+
+    out = tmp_path / "dv.csv"
+    r = run(["value", "--labeled", feature_stores["labeled"], "--val", feature_stores["val"], "--method", "dvrl",
+             "--dvrl-iterations", 15, "--out", out, "-q"], tmp_path)
+    assert r.exit_code == 0, r.output
+    got = np.array([float(x["value"]) for x in read_csv(out)])
+    lab, val = open_pool(feature_stores["labeled"]), open_pool(feature_stores["val"])
+    want = dvrl_values(lab.read_x(), lab.y(), val.read_x(), val.y(), n_classes=10, iterations=15, random_state=0, progress=False)
+    np.testing.assert_array_equal(got, want)
+    assert got.std() > 0
+    sel = tmp_path / "sel.csv"
+    r = run(["select", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--val",
+             feature_stores["val"], "--budget", 12, "--scorer", "dvrl", "--dvrl-iterations", 15, "--out", sel, "--json"], tmp_path)
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.output.strip().splitlines()[-1])
+    assert payload["scorer"] == "dvrl" and len(read_csv(sel)) == 12

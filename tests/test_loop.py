@@ -144,3 +144,12 @@ def test_report_table_and_figure(tmp_path, stores):
     assert (tmp_path / "rep.png").stat().st_size > 10_000
     bad = _cli(["report", tmp_path / "nope"])
     assert bad.returncode == 2 and "has no rounds.jsonl" in bad.stderr
+
+
+def test_loop_with_dvrl_scorer(tmp_path, stores):
+    run = L.start(_config(stores, rounds=1, scorer="dvrl", dvrl_iterations=10), tmp_path / "dv")
+    L.resume(run.dir, progress=False)
+    recs = L.read_rounds(run.dir)
+    assert len(recs[0]["picked"]) == 10 and recs[0]["seconds"]["value"] > 0
+    with pytest.raises(ParameterError, match=r"'scorer' parameter of ads loop must be one of"):
+        L.start(_config(stores, scorer="shap"), tmp_path / "bad")
