@@ -39,7 +39,10 @@ def gradient_sq_dists(H, U, gg, c) -> np.ndarray:
     noise of identical embeddings and come back as exactly 0.
     """
     scale = gg + gg[c]
-    d = (U @ U[c]) * (H @ H[c])
+    # einsum, not BLAS: a matrix-vector product per pick is memory-bound, and a threaded
+    # BLAS call pays its thread hand-off every pick (20 s vs 1.5 s for 5,000 picks on a
+    # busy 2-core machine, identical picks).
+    d = np.einsum("ij,j->i", U, U[c]) * np.einsum("ij,j->i", H, H[c])
     d *= -2.0
     d += scale
     d[d <= _ZERO_REL_TOL * scale] = 0.0
