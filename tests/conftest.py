@@ -22,29 +22,27 @@ def _split(n, seed=0):
     return perm[:200], perm[200:350], perm[350:950]
 
 
+def _write_split(tmp_path, x, y, prefix=""):
+    """labeled (200) / val (150) / pool (600, hidden labels) stores of the same split."""
+    lab, val, pool = _split(len(y))
+    kw = {"classes": [str(c) for c in range(10)]}
+    return {
+        "labeled": write_pool(tmp_path / f"{prefix}labeled.zarr", x[lab], ids=[f"d{i}" for i in lab], y=y[lab], **kw),
+        "val": write_pool(tmp_path / f"{prefix}val.zarr", x[val], ids=[f"d{i}" for i in val], y=y[val], **kw),
+        "pool": write_pool(tmp_path / f"{prefix}pool.zarr", x[pool], ids=[f"d{i}" for i in pool],
+                           y=np.full(len(pool), -1), hidden={"y": y[pool]}, **kw),
+    }
+
+
 @pytest.fixture()
 def feature_stores(tmp_path, digits):
     """labeled (200) / val (150) / pool (600) features stores of optdigits."""
     _, feats, y = digits
-    lab, val, pool = _split(len(y))
-    classes = [str(c) for c in range(10)]
-    paths = {}
-    paths["labeled"] = write_pool(tmp_path / "labeled.zarr", feats[lab], ids=[f"d{i}" for i in lab], y=y[lab], classes=classes)
-    paths["val"] = write_pool(tmp_path / "val.zarr", feats[val], ids=[f"d{i}" for i in val], y=y[val], classes=classes)
-    paths["pool"] = write_pool(tmp_path / "pool.zarr", feats[pool], ids=[f"d{i}" for i in pool],
-                               y=np.full(len(pool), -1), hidden={"y": y[pool]}, classes=classes)
-    return paths
+    return _write_split(tmp_path, feats, y)
 
 
 @pytest.fixture()
 def image_stores(tmp_path, digits):
     """The same split as uint8 8x8 image stores."""
     images, _, y = digits
-    lab, val, pool = _split(len(y))
-    classes = [str(c) for c in range(10)]
-    paths = {}
-    paths["labeled"] = write_pool(tmp_path / "ilabeled.zarr", images[lab], ids=[f"d{i}" for i in lab], y=y[lab], classes=classes)
-    paths["val"] = write_pool(tmp_path / "ival.zarr", images[val], ids=[f"d{i}" for i in val], y=y[val], classes=classes)
-    paths["pool"] = write_pool(tmp_path / "ipool.zarr", images[pool], ids=[f"d{i}" for i in pool],
-                               y=np.full(len(pool), -1), hidden={"y": y[pool]}, classes=classes)
-    return paths
+    return _write_split(tmp_path, images, y, prefix="i")
