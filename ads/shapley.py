@@ -190,16 +190,31 @@ def _as_labels(a, name):
 
 
 def _unique_rows(x):
-    """Unique rows of x (C-contiguous float64) and the inverse map, via a byte view."""
-    if x.shape[0] == 1:
+    """Unique rows of x (C-contiguous float64) and the inverse map.
+
+    Rows are hashed (a fixed random odd multiplier per column, sums wrapping mod 2^64):
+    distinct hashes prove distinct rows; rows sharing a hash are checked equal to the
+    first of them, and a hash collision of different rows falls back to an exact
+    row-wise ``np.unique``.
+    """
+    n = x.shape[0]
+    if n == 1:
         return x, np.zeros(1, dtype=np.int64)
-    # +0.0 turns -0.0 into 0.0 so that equal values have equal bytes.
-    x = x + 0.0
-    view = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
-    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
-    if first.shape[0] == x.shape[0]:
-        return x, np.arange(x.shape[0], dtype=np.int64)
-    return x[first], inverse.ravel().astype(np.int64)
+    weights = np.random.default_rng(0x5EED).integers(1, 2**63, size=x.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = np.empty(n, dtype=np.uint64)
+    for s in range(0, n, 2048):  # chunks keep the temporaries in cache
+        # +0.0 turns -0.0 into 0.0 so that equal values have equal bits.
+        h[s : s + 2048] = ((x[s : s + 2048] + 0.0).view(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel().astype(np.int64)
+    if first.shape[0] == n:
+        return x, np.arange(n, dtype=np.int64)
+    bits = (x + 0.0).view(np.uint64)
+    if not np.array_equal(bits[first[inverse]], bits):  # a collision of different rows
+        view = (x + 0.0).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+        inverse = inverse.ravel().astype(np.int64)
+    return x[first], inverse
 
 
 def _recursion_coefficients(n, k):

@@ -166,3 +166,29 @@ def test_near_ties_resolved_exactly():
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         knn_shapley(*args, **kwargs)
+
+
+def test_unique_rows_hash_and_collision_fallback(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 6))
+    x[[7, 30, 41]] = x[3]
+    x[12, 0] = -0.0
+    x[13] = x[12]
+    x[13, 0] = 0.0  # -0.0 and 0.0 are the same point
+    uniq, inv = _unique_rows(x)
+    np.testing.assert_array_equal(uniq[inv], x + 0.0)
+    assert uniq.shape[0] == 50 - 4
+    # Force every hash to collide: the exact fallback must still be right.
+    monkeypatch.setattr(np, "unique", _colliding_unique(np.unique))
+    uniq2, inv2 = _unique_rows(x)
+    np.testing.assert_array_equal(uniq2[inv2], x + 0.0)
+    assert uniq2.shape[0] == 46
+
+
+def _colliding_unique(real_unique):
+    def fake(a, **kw):
+        if a.dtype == np.uint64:  # the row hashes: pretend they all collide
+            return real_unique(np.zeros_like(a), **kw)
+        return real_unique(a, **kw)
+
+    return fake
