@@ -24,6 +24,9 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or 
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 scorer_option = click.option("--scorer", type=click.Choice(["knn-shapley", "dvrl"]), default="knn-shapley", show_default=True,
                              help="How pool points are valued: KNN-Shapley regressors, or a DVRL value estimator.")
+aggregate_option = click.option("--aggregate", type=click.Choice(["max", "mean", "weighted"]), default="max", show_default=True,
+                                help="How a pool point's per-class values combine over its top-m classes.")
+top_m_option = click.option("--top-m", type=int, default=10, show_default=True, help="Candidate classes per pool point (by confidence).")
 dvrl_iterations_option = click.option("--dvrl-iterations", type=int, default=2000, show_default=True,
                                       help="DVRL outer (REINFORCE) iterations.")
 labeled_option = click.option("--labeled", "labeled", required=True, type=click.Path(path_type=Path), help="Labeled store (zarr).")
@@ -301,6 +304,8 @@ def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, dev
 @click.option("--fraction", type=float, default=0.1, show_default=True, help="Top-valued share of the pool kept before the strategy (1 = off).")
 @click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
 @scorer_option
+@aggregate_option
+@top_m_option
 @dvrl_iterations_option
 @k_option
 @seed_option
@@ -308,8 +313,8 @@ def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, dev
 @embed_options
 @json_option
 @quiet_option
-def select(pool_path, labeled, val, budget, fraction, strategy, scorer, dvrl_iterations, k, seed, out, arch, epochs, device,
-           cache_dir, no_cache, as_json, quiet):
+def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregate, top_m, dvrl_iterations, k, seed, out,
+           arch, epochs, device, cache_dir, no_cache, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -325,7 +330,7 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, dvrl_ite
 
     log = _logger(quiet)
     sel = run_select(pool_path, labeled, val, budget=budget, fraction=fraction, strategy=strategy, k=k, seed=seed,
-                     scorer=scorer, dvrl_params={"iterations": dvrl_iterations},
+                     scorer=scorer, aggregate=aggregate, top_m=top_m, dvrl_params={"iterations": dvrl_iterations},
                      embed=_embed_config(arch, epochs, device, seed), cache_dir=cache_dir, use_cache=not no_cache,
                      progress=not quiet, log=log)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
@@ -357,6 +362,8 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, dvrl_ite
 @click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
               help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
 @scorer_option
+@aggregate_option
+@top_m_option
 @dvrl_iterations_option
 @k_option
 @seed_option
@@ -365,7 +372,7 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, dvrl_ite
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, scorer,
-         dvrl_iterations, k, seed, arch, epochs, device, quiet):
+         aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -391,7 +398,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
             oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
         cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val), test=str(test) if test else None,
                            rounds=rounds, budget=budget, strategy=strategy, fraction=fraction, k=k, seed=seed,
-                           oracle=oracle, scorer=scorer, dvrl_iterations=dvrl_iterations, arch=arch, epochs=epochs,
+                           oracle=oracle, scorer=scorer, aggregate=aggregate, top_m=top_m,
+                           dvrl_iterations=dvrl_iterations, arch=arch, epochs=epochs,
                            device=device)
         L.start(cfg, workdir, log=log)
     state = L.resume(workdir, progress=not quiet, log=log)

@@ -63,6 +63,8 @@ class LoopConfig:
     seed: int = 0
     oracle: str = "hidden"
     scorer: str = "knn-shapley"
+    aggregate: str = "max"
+    top_m: int = 10
     dvrl_iterations: int = 2000
     arch: str = "auto"
     epochs: int = 30
@@ -121,6 +123,11 @@ def start(config: LoopConfig, workdir, *, log=_noop) -> Run:
     if config.scorer not in SCORERS:
         raise ParameterError(f"The 'scorer' parameter of ads loop must be one of {list(SCORERS)}. Got {config.scorer!r}.")
     check_int(config.dvrl_iterations, "dvrl_iterations", "ads loop", min_value=1)
+    check_int(config.top_m, "top_m", "ads loop", min_value=1)
+    from ads.regress import AGGREGATIONS
+
+    if config.aggregate not in AGGREGATIONS:
+        raise ParameterError(f"The 'aggregate' parameter of ads loop must be one of {list(AGGREGATIONS)}. Got {config.aggregate!r}.")
     EmbedConfig(arch=config.arch, epochs=config.epochs, device=config.device).validate()
     run.dir.mkdir(parents=True, exist_ok=True)
     state = {"version": 1, "config": asdict(config), "round": 0, "stage": "select", "batch": None,
@@ -192,6 +199,7 @@ def _train_and_pick(state, stores, *, progress, log):
     idx, scores, n_cand = rank_and_pick(
         em, data, budget=c["budget"], fraction=c["fraction"], strategy=strategies.get(c["strategy"]), k=c["k"],
         seed=c["seed"] + rnd, exclude=exclude, scorer=c.get("scorer", "knn-shapley"),
+        aggregate=c.get("aggregate", "max"), top_m=c.get("top_m", 10),
         dvrl_params={"iterations": c.get("dvrl_iterations", 2000)}, seconds=seconds, progress=progress, log=log)
     ids = pool.ids()[idx]
     record.update(picked=[str(i) for i in ids], n_candidates=n_cand)

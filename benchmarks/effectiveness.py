@@ -33,8 +33,9 @@ sys.path.insert(0, str(HERE.parent))
 
 from ads import loop as L  # noqa: E402
 
-STRATEGIES = {
+STRATEGIES = {  # name: (strategy, fraction[, aggregate])
     "coreset+ads": ("coreset", 0.1),
+    "coreset+ads-weighted": ("coreset", 0.1, "weighted"),
     "coreset": ("coreset", 1.0),
     "entropy": ("entropy", 1.0),
     "random": ("random", 1.0),
@@ -72,12 +73,14 @@ def build_data(pool_name: str, root: Path, args) -> dict:
 
 
 def run_one(data: dict, name: str, seed: int, workdir: Path, args) -> list[dict]:
-    strategy, fraction = STRATEGIES[name]
+    strategy, fraction, *rest = STRATEGIES[name]
     run = L.Run(workdir)
+    if args.report_only:
+        return L.read_rounds(workdir) if run.exists() and run.load()["stage"] == "done" else None
     if not run.exists():
         cfg = L.LoopConfig(pool=data["pool"], labeled=data["labeled"], val=data["val"], test=data["test"],
                            rounds=args.rounds, budget=args.budget, strategy=strategy, fraction=fraction, seed=seed,
-                           oracle="hidden", epochs=args.epochs, arch="cnn")
+                           oracle="hidden", epochs=args.epochs, arch="cnn", aggregate=rest[0] if rest else "max")
         L.start(cfg, workdir)
     if run.load()["stage"] != "done":
         t = time.time()
@@ -195,17 +198,23 @@ def main(argv=None):
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=HERE / "runs" / "effectiveness")
     ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--report-only", action="store_true", help="summarise the finished runs only; run nothing")
     args = ap.parse_args(argv)
     all_runs = {}
     for pool_name in args.pools:
-        data = build_data(pool_name, args.workdir, args)
+        data = None if args.report_only else build_data(pool_name, args.workdir, args)
         all_runs[pool_name] = {}
         for name in args.strategies:
             runs = []
             for seed in args.seeds:
                 wd = args.workdir / f"{pool_name}-p{args.pool}-r{args.rounds}-b{args.budget}-e{args.epochs}" / f"{name}-s{seed}"
-                runs.append(run_one(data, name, seed, wd, args))
-            all_runs[pool_name][name] = runs
+                recs = run_one(data, name, seed, wd, args)
+                if recs is not None:
+                    runs.append(recs)
+            if runs:
+                all_runs[pool_name][name] = runs
+        if not all_runs[pool_name]:
+            del all_runs[pool_name]
     summary = summarise(all_runs)
     md = to_markdown(summary, args)
     args.results.mkdir(parents=True, exist_ok=True)
