@@ -49,11 +49,12 @@ def test_select_features_end_to_end(tmp_path, feature_stores):
     assert out.read_text() == first  # same seed -> same selection
 
 
-def test_preselection_keeps_top_scores(tmp_path, feature_stores):
+@pytest.mark.parametrize("top_m,aggregate", [(10, "max"), (3, "weighted"), (2, "mean")])
+def test_preselection_keeps_top_scores(tmp_path, feature_stores, top_m, aggregate):
     from ads.select import select
 
     sel = select(feature_stores["pool"], feature_stores["labeled"], feature_stores["val"], budget=10, fraction=0.05,
-                 progress=False, use_cache=False)
+                 top_m=top_m, aggregate=aggregate, progress=False, use_cache=False)
     # Recompute the scores independently of the pipeline's pre-selection.
     pool = open_pool(feature_stores["pool"])
     lab = open_pool(feature_stores["labeled"])
@@ -63,7 +64,8 @@ def test_preselection_keeps_top_scores(tmp_path, feature_stores):
 
     v = knn_shapley(lab.read_x(), lab.y(), val.read_x(), val.y(), k=10)
     emb = FeatureEmbedder().fit(lab.read_x(), lab.y(), val.read_x(), val.y(), 10)
-    scores = ValueRegressor().fit(lab.read_x(), lab.y(), v, 10).predict(pool.read_x(), emb.predict_proba(pool.read_x()))
+    reg = ValueRegressor(top_m=top_m, aggregate=aggregate).fit(lab.read_x(), lab.y(), v, 10)
+    scores = reg.predict(pool.read_x(), emb.predict_proba(pool.read_x()))
     top = set(np.argsort(-scores, kind="stable")[:30])
     assert set(sel.indices) <= top
     np.testing.assert_allclose(sel.scores, scores[sel.indices], atol=1e-9)
