@@ -186,3 +186,16 @@ def test_dvrl_from_the_cli(tmp_path, feature_stores):
     assert r.exit_code == 0, r.output
     payload = json.loads(r.output.strip().splitlines()[-1])
     assert payload["scorer"] == "dvrl" and len(read_csv(sel)) == 12
+
+
+@pytest.mark.parametrize("fraction", [0.1, 1])
+def test_every_strategy_through_select(tmp_path, feature_stores, fraction):
+    import strategies
+
+    for name in strategies.available():
+        out = tmp_path / f"{name}-{fraction}.csv"
+        r = run(["select", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--val",
+                 feature_stores["val"], "--budget", 8, "--fraction", fraction, "--strategy", name, "--out", out, "-q"], tmp_path)
+        assert r.exit_code == 0, (name, r.output)
+        ids = [row["id"] for row in read_csv(out)]
+        assert len(ids) == len(set(ids)) == 8, name
