@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from ads.embed import EmbedConfig
-from ads.errors import AdsError, DataError, ParameterError, StoreError, check_int
+from ads.errors import DataError, ParameterError, StoreError, check_int
 from ads.pool import Pool, atomic_write_text, open_pool
 from ads.select import (
     LabeledData,
+    _noop,
     check_classes_covered,
     check_compatible,
     check_select_params,
@@ -43,10 +44,6 @@ from ads.select import (
 
 STATE = "state.json"
 ROUNDS = "rounds.jsonl"
-
-
-def _noop(*_a, **_k):
-    return None
 
 
 @dataclass
@@ -372,4 +369,4 @@ def _plot(runs, out) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "report", "read_rounds", "AdsError"]
+__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "report", "read_rounds"]
