@@ -110,7 +110,8 @@ def summarise(all_runs: dict) -> dict:
                     "n_labeled": recs[0]["n_labeled"],
                     "acc_mean": float(np.mean(accs)),
                     "acc_std": float(np.std(accs)),
-                    "seconds_per_batch": float(np.mean(secs)) if secs else None,
+                    # median over seeds: robust to a run timed while the machine was busy
+                    "seconds_per_batch": float(np.median(secs)) if secs else None,
                     "shares": {t: shares.get(t, 0) / picked for t in COARSE} if picked else {},
                     "seeds": len(recs),
                 }
@@ -133,7 +134,7 @@ def to_markdown(summary: dict, args) -> str:
             first = next(v[k] for v in by_strat.values() if k in v)
             cells = [f"{v[k]['acc_mean'] * 100:.2f} ± {v[k]['acc_std'] * 100:.2f}" if k in v else "-" for v in by_strat.values()]
             lines.append(f"| {k} | {first['n_labeled']} | " + " | ".join(cells) + " |")
-        lines += ["", f"## {pool_name} pool: seconds per batch (train+embed+value+score+strategy, mean)", "",
+        lines += ["", f"## {pool_name} pool: seconds per batch (train+embed+value+score+strategy, median over seeds)", "",
                   "| round | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for k in range(n_rounds - 1):
             cells = [f"{v[k]['seconds_per_batch']:.1f}" if k in v and v[k]["seconds_per_batch"] else "-" for v in by_strat.values()]
