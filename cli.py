@@ -33,20 +33,35 @@ labeled_option = click.option("--labeled", "labeled", required=True, type=click.
 val_option = click.option("--val", "val", type=click.Path(path_type=Path), default=None, help="Validation store (zarr).")
 
 
-def embed_options(f):
+fraction_option = click.option("--fraction", type=float, default=0.1, show_default=True,
+                               help="Top-valued share of the pool kept before the strategy (1 = off).")
+strategy_option = click.option("--strategy", default="coreset", show_default=True,
+                               help="Diversity strategy (see `ads strategies`).")
+
+
+def _stack(f, opts):
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def network_options(f):
     """Options of the embedding network, shared by every command that trains one."""
-    opts = [
+    return _stack(f, [
         click.option("--arch", type=click.Choice(["auto", "cnn", "resnet18"]), default="auto", show_default=True,
                      help="Network for image stores (auto: small CNN up to 64 px, else ResNet-18)."),
         click.option("--epochs", type=int, default=30, show_default=True, help="Max training epochs (early-stopped on validation)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    ])
+
+
+def embed_options(f):
+    """The network options plus the embedding cache's."""
+    return network_options(_stack(f, [
         click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                      help="Embedding cache (default $ADS_CACHE/embeddings or ~/.cache/ads/embeddings)."),
         click.option("--no-cache", is_flag=True, help="Do not read or write cached embeddings."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+    ]))
 
 
 def _embed_config(arch, epochs, device, seed):
@@ -301,8 +316,8 @@ def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, dev
 @labeled_option
 @val_option
 @click.option("--budget", type=int, required=True, help="Number of points to pick.")
-@click.option("--fraction", type=float, default=0.1, show_default=True, help="Top-valued share of the pool kept before the strategy (1 = off).")
-@click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
+@fraction_option
+@strategy_option
 @scorer_option
 @aggregate_option
 @top_m_option
@@ -357,8 +372,8 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
 @click.option("--test", "test", type=click.Path(path_type=Path), default=None, help="Test store (accuracy per round).")
 @click.option("--rounds", type=int, help="Number of labeling rounds.")
 @click.option("--budget", type=int, help="Points labeled per round.")
-@click.option("--fraction", type=float, default=0.1, show_default=True, help="Top-valued share kept before the strategy (1 = off).")
-@click.option("--strategy", default="coreset", show_default=True, help="Diversity strategy (see `ads strategies`).")
+@fraction_option
+@strategy_option
 @click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
               help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
 @scorer_option
@@ -367,9 +382,7 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
 @dvrl_iterations_option
 @k_option
 @seed_option
-@click.option("--arch", type=click.Choice(["auto", "cnn", "resnet18"]), default="auto", show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@network_options
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, scorer,
          aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, quiet):
