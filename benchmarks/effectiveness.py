@@ -36,6 +36,7 @@ from ads import loop as L  # noqa: E402
 STRATEGIES = {  # name: (strategy, fraction[, aggregate])
     "coreset+ads": ("coreset", 0.1),
     "coreset+ads-weighted": ("coreset", 0.1, "weighted"),
+    "coreset+ads-f0.3": ("coreset", 0.3),
     "coreset": ("coreset", 1.0),
     "entropy": ("entropy", 1.0),
     "random": ("random", 1.0),
