@@ -83,9 +83,14 @@ class ValueRegressor:
 
         def search(c):
             index, vals = self.indexes_[c], self.values_[c]
-            rows = np.arange(X.shape[0]) if classes is None else np.flatnonzero(classes[:, c])
+            k = min(self.n_neighbors, vals.shape[0])
+            if classes is None or classes[:, c].all():  # every point: no gathered copy
+                _, nn = index.search(X, k)
+                out[:, c] = vals[nn].mean(axis=1)
+                return
+            rows = np.flatnonzero(classes[:, c])
             if rows.size:
-                _, nn = index.search(X[rows], min(self.n_neighbors, vals.shape[0]))
+                _, nn = index.search(X[rows], k)
                 out[rows, c] = vals[nn].mean(axis=1)
 
         # One faiss thread per class search, classes spread over a thread pool (faiss
