@@ -83,14 +83,11 @@ class ValueRegressor:
 
         def search(c):
             index, vals = self.indexes_[c], self.values_[c]
-            k = min(self.n_neighbors, vals.shape[0])
-            if classes is None or classes[:, c].all():  # every point: no gathered copy
-                _, nn = index.search(X, k)
-                out[:, c] = vals[nn].mean(axis=1)
-                return
-            rows = np.flatnonzero(classes[:, c])
-            if rows.size:
-                _, nn = index.search(X[rows], k)
+            # Every point asked: a slice, so X[rows] is a view, not a gathered copy.
+            rows = slice(None) if classes is None or classes[:, c].all() else np.flatnonzero(classes[:, c])
+            Xc = X[rows]
+            if Xc.shape[0]:
+                _, nn = index.search(Xc, min(self.n_neighbors, vals.shape[0]))
                 out[rows, c] = vals[nn].mean(axis=1)
 
         # One faiss thread per class search, classes spread over a thread pool (faiss

@@ -187,13 +187,13 @@ def _nearest_by_cluster(X, C, labels):
     limit = np.full(k, np.inf, dtype=np.float32)
     np.minimum.at(limit, labels, own)
     keep = np.empty((k, k), dtype=bool)
-    work = 0
+    work, weights = 0, size.astype(np.float64)
     rows = max(1, _BLOCK_BYTES // (16 * k))
     for s in range(0, k, rows):
         gap = _l1(C[s : s + rows], C)
         blk = keep[s : s + rows]
         np.less_equal(gap - reach[None, :], (limit[s : s + rows, None] + gap * _SLACK) * (1.0 + _SLACK), out=blk)
-        work += int((blk @ size.astype(np.float64)).sum())  # points each median would scan
+        work += int((blk @ weights).sum())  # points each median would scan
         if work > _PRUNE_MAX_WORK * N * k:
             return None
     best_i = np.empty(k, dtype=np.int64)
