@@ -39,6 +39,7 @@ _OWNER = "knn_shapley"
 _MAX_JOBS = 4
 _MIN_BLOCKS = 32  # measured best of 4..64 at 20k x 1k on 2 cores
 _MIN_ROWS = 16
+_TORCH_DEVICE = "cuda"  # the torch kernel's device; tests run it on "cpu"
 
 
 def knn_shapley(
@@ -93,6 +94,8 @@ def knn_shapley(
         raise ParameterError(
             f"The 'device' parameter of {_OWNER} must be 'cpu' or 'cuda'. Got {device!r}."
         )
+    if device == "cuda":
+        _check_cuda()
     n_train = x_train.shape[0]
     n_val = x_val.shape[0]
 
@@ -139,6 +142,17 @@ def knn_shapley(
                 if progress is not None:
                     progress(min(block, n_val - s))
     return total / n_val
+
+
+def _check_cuda():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        ok = False
+    else:
+        ok = torch.cuda.is_available()
+    if not ok:
+        raise ParameterError(f"device='cuda' of {_OWNER} needs a CUDA GPU; none is available. Use device='cpu'.")
 
 
 def _check_inputs(x_train, y_train, x_val, y_val):
@@ -190,31 +204,52 @@ def _as_labels(a, name):
 
 
 def _unique_rows(x):
-    """Unique rows of x (C-contiguous float64) and the inverse map.
+    """Unique rows of x (C-contiguous float64) in order of first occurrence, and the map
+    back to the rows of x.
 
-    Rows are hashed (a fixed random odd multiplier per column, sums wrapping mod 2^64):
-    distinct hashes prove distinct rows; rows sharing a hash are checked equal to the
-    first of them, and a hash collision of different rows falls back to an exact
-    row-wise ``np.unique``.
+    Returns ``(x, None)`` when every row is distinct (the map is the identity), else
+    ``(uniq, inverse)`` with ``uniq[inverse]`` equal to x (-0.0 read as 0.0). Whatever
+    path finds the unique rows, they are put in first-occurrence order, so the identity
+    case is the same object and needs no re-indexing.
+
+    Rows are hashed (:func:`_row_hashes`): distinct hashes prove distinct rows; rows
+    sharing a hash are checked equal to the first of them, and a hash collision of
+    different rows falls back to an exact row-wise ``np.unique`` (whose sorted order is
+    then undone).
     """
     n = x.shape[0]
     if n == 1:
-        return x, np.zeros(1, dtype=np.int64)
+        return x, None
+    h = _row_hashes(x)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.ravel().astype(np.int64)
+    if first.shape[0] == n:
+        return x, None
+    bits = (x + 0.0).view(np.uint64)
+    if not np.array_equal(bits[first[inverse]], bits):  # a collision of different rows
+        view = np.ascontiguousarray(bits).view(np.dtype((np.void, 8 * x.shape[1]))).ravel()
+        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+        inverse = inverse.ravel().astype(np.int64)
+        if first.shape[0] == n:
+            return x, None
+    # np.unique numbers groups in sorted (hash or byte) order: renumber them by first
+    # occurrence so that the unique rows keep the original order.
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty_like(by_first)
+    rank[by_first] = np.arange(by_first.shape[0])
+    return x[first[by_first]], rank[inverse]
+
+
+def _row_hashes(x):
+    """(n,) uint64 hash of each row: a fixed random odd multiplier per column of the
+    row's float64 bits, summed mod 2^64. Equal rows hash alike; different rows may too."""
+    n = x.shape[0]
     weights = np.random.default_rng(0x5EED).integers(1, 2**63, size=x.shape[1], dtype=np.uint64) | np.uint64(1)
     h = np.empty(n, dtype=np.uint64)
     for s in range(0, n, 2048):  # chunks keep the temporaries in cache
         # +0.0 turns -0.0 into 0.0 so that equal values have equal bits.
         h[s : s + 2048] = ((x[s : s + 2048] + 0.0).view(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    inverse = inverse.ravel().astype(np.int64)
-    if first.shape[0] == n:
-        return x, np.arange(n, dtype=np.int64)
-    bits = (x + 0.0).view(np.uint64)
-    if not np.array_equal(bits[first[inverse]], bits):  # a collision of different rows
-        view = (x + 0.0).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
-        _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
-        inverse = inverse.ravel().astype(np.int64)
-    return x[first], inverse
+    return h
 
 
 def _recursion_coefficients(n, k):
@@ -289,7 +324,9 @@ def _labels_small(y):
 
 
 def _block_values(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k):
-    n = inverse.shape[0]
+    """Summed Theorem 1 values of one validation block. ``inverse`` maps the training
+    rows to ``uniq`` (None: ``uniq`` is the training set itself)."""
+    n = y_train.shape[0]
     # ||u||^2 + ||x||^2 - 2 x.u, in place on the GEMM's output
     d_u = xv @ uniq.T
     d_u *= -2.0
@@ -297,21 +334,23 @@ def _block_values(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k):
     d_u += np.einsum("ij,ij->i", xv, xv)[:, None]
     np.maximum(d_u, 0.0, out=d_u)
     d_u += 0.0  # -0.0 -> 0.0 so the bit pattern orders correctly
-    d = d_u[:, inverse] if uniq.shape[0] != n else d_u
+    d = d_u if inverse is None else d_u[:, inverse]
     order = _sorted_order(np.ascontiguousarray(d), n)
     return _values_from_order(order, y_train, yv, coef, k)
 
 
-def _block_values_torch(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k, dev="cuda"):
+def _block_values_torch(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k, dev=None):
+    """:func:`_block_values` with the distances and the key sort in torch on ``dev``
+    (default ``_TORCH_DEVICE``)."""
     import torch
 
-    dev = torch.device(dev)
-    n = inverse.shape[0]
+    dev = torch.device(dev or _TORCH_DEVICE)
+    n = y_train.shape[0]
     u = torch.as_tensor(uniq, device=dev)
     x = torch.as_tensor(xv, device=dev)
     d_u = torch.as_tensor(uniq_sq, device=dev)[None, :] + (x * x).sum(1)[:, None] - 2.0 * (x @ u.T)
     d_u = torch.clamp_min(d_u, 0.0) + 0.0
-    d = d_u[:, torch.as_tensor(inverse, device=dev)]
+    d = d_u if inverse is None else d_u[:, torch.as_tensor(inverse, device=dev)]
     bits = _index_bits(n)
     # int64 keys: distances are >= 0, so the sign bit is clear and int64 order = float order.
     keys = d.view(torch.int64) & ~((1 << bits) - 1)

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import brute_force_shapley, recursion_shapley
 
+from ads import shapley
 from ads.errors import DataError, ParameterError
 from ads.shapley import _block_values, _block_values_torch, _recursion_coefficients, _unique_rows, knn_shapley
-
-
-def _utility(subset, order_key, y_train, yv, k):
-    """Fraction of the K nearest *within the subset* that share the label, over K."""
-    if not subset:
-        return 0.0
-    members = sorted(subset, key=order_key)[:k]
-    return sum(1.0 for j in members if y_train[j] == yv) / k
-
-
-def brute_force_shapley(x_train, y_train, x_val, y_val, k):
-    """Shapley values by enumerating every subset (n <= 10), averaged over val points."""
-    n = len(x_train)
-    total = np.zeros(n)
-    for xv, yv in zip(x_val, y_val):
-        dist = ((x_train - xv) ** 2).sum(axis=1)  # exact for the integer data used here
-
-        def key(j, dist=dist):
-            return (dist[j], j)
-
-        for i in range(n):
-            others = [j for j in range(n) if j != i]
-            phi = 0.0
-            for size in range(n):
-                w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-                for s in itertools.combinations(others, size):
-                    phi += w * (_utility(list(s) + [i], key, y_train, yv, k) - _utility(list(s), key, y_train, yv, k))
-            total[i] += phi
-    return total / len(x_val)
 
 
 def _int_data(rng, n, n_val, d=3, classes=3, hi=4):
@@ -135,9 +107,19 @@ def test_torch_kernel_equals_numpy_kernel():
     a = _block_values(uniq, sq, inv, y, xv, yv, coef, 5)
     b = _block_values_torch(uniq, sq, inv, y, xv, yv, coef, 5, dev="cpu")
     np.testing.assert_array_equal(a, b)
-    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
-        c = knn_shapley(x, y, xv, yv, k=5, device="cuda")
-        np.testing.assert_allclose(c, knn_shapley(x, y, xv, yv, k=5), atol=1e-14, rtol=0)
+
+
+def test_cuda_values_equal_cpu_values():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine: the torch kernel is checked on CPU above")
+    rng = np.random.default_rng(5)  # pragma: no cover - CI has no GPU
+    x = rng.integers(0, 3, size=(300, 3)).astype(float)  # ties, duplicates, collisions
+    y = rng.integers(0, 4, 300)
+    xv = rng.integers(0, 3, size=(20, 3)).astype(float)
+    yv = rng.integers(0, 4, 20)
+    c = knn_shapley(x, y, xv, yv, k=5, device="cuda")
+    np.testing.assert_allclose(c, knn_shapley(x, y, xv, yv, k=5), atol=1e-14, rtol=0)
 
 
 def test_near_ties_resolved_exactly():
@@ -168,6 +150,20 @@ def test_bad_input(args, kwargs, exc, match):
         knn_shapley(*args, **kwargs)
 
 
+def _check_unique_rows(x, uniq, inv):
+    if inv is None:  # all rows distinct: the identity, no re-indexing
+        assert uniq is x
+        return
+    np.testing.assert_array_equal(uniq[inv], x + 0.0)
+    # first-occurrence order: the first row of each group, in increasing row order
+    first = np.array([np.flatnonzero(inv == g)[0] for g in range(uniq.shape[0])])
+    assert np.all(np.diff(first) > 0)
+
+
+def _constant_hash(x):
+    return np.zeros(x.shape[0], dtype=np.uint64)
+
+
 def test_unique_rows_hash_and_collision_fallback(monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(50, 6))
@@ -176,19 +172,96 @@ def test_unique_rows_hash_and_collision_fallback(monkeypatch):
     x[13] = x[12]
     x[13, 0] = 0.0  # -0.0 and 0.0 are the same point
     uniq, inv = _unique_rows(x)
-    np.testing.assert_array_equal(uniq[inv], x + 0.0)
+    _check_unique_rows(x, uniq, inv)
     assert uniq.shape[0] == 50 - 4
     # Force every hash to collide: the exact fallback must still be right.
-    monkeypatch.setattr(np, "unique", _colliding_unique(np.unique))
+    monkeypatch.setattr(shapley, "_row_hashes", _constant_hash)
     uniq2, inv2 = _unique_rows(x)
-    np.testing.assert_array_equal(uniq2[inv2], x + 0.0)
-    assert uniq2.shape[0] == 46
+    _check_unique_rows(x, uniq2, inv2)
+    np.testing.assert_array_equal(uniq2, uniq)
+    # Distinct rows that all collide: the identity, in the original order (issue 17).
+    y = rng.normal(size=(20, 3))
+    uniq3, inv3 = _unique_rows(y)
+    assert inv3 is None and uniq3 is y
 
 
-def _colliding_unique(real_unique):
-    def fake(a, **kw):
-        if a.dtype == np.uint64:  # the row hashes: pretend they all collide
-            return real_unique(np.zeros_like(a), **kw)
-        return real_unique(a, **kw)
+def test_issue_17_example():
+    # Two distinct rows of this set share a hash; the values were [0.333, 0, -0.167, -0.167].
+    x = np.array([[1, 1], [2, 1], [2, 2], [0, 0]], float)
+    got = knn_shapley(x, np.array([0, 1, 2, 3]), np.array([[1, 1]], float), np.array([0]), k=1)
+    np.testing.assert_allclose(got, [1, 0, 0, 0], atol=1e-15)
 
-    return fake
+
+# Property tests over small integer data: distinct rows, duplicated rows, and hash
+# collisions forced by a constant hash, against the subset-enumeration oracle (n <= 8)
+# and the plain per-validation-point recursion (larger n). Every kernel that dedups or
+# reorders rows runs: the numpy kernel and the torch kernel (on CPU here).
+
+
+@st.composite
+def small_cases(draw, n_max):
+    d = draw(st.integers(1, 3))
+    hi = draw(st.integers(2, 4))
+    n = draw(st.integers(1, n_max))
+    rows = st.lists(st.integers(0, hi - 1), min_size=d, max_size=d)
+    kind = draw(st.sampled_from(["distinct", "duplicates", "any"]))
+    if kind == "distinct":
+        n = min(n, hi**d)
+        x = draw(st.lists(rows, min_size=n, max_size=n, unique_by=tuple))
+    elif kind == "duplicates":
+        base = draw(st.lists(rows, min_size=1, max_size=max(1, n // 2)))
+        picks = draw(st.lists(st.integers(0, len(base) - 1), min_size=n, max_size=n))
+        x = [base[i] for i in picks]
+    else:
+        x = draw(st.lists(rows, min_size=n, max_size=n))
+    n = len(x)
+    classes = draw(st.integers(1, 3))
+    y = draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n))
+    n_val = draw(st.integers(1, 4))
+    xv = draw(st.lists(rows, min_size=n_val, max_size=n_val))
+    yv = draw(st.lists(st.integers(0, classes - 1), min_size=n_val, max_size=n_val))
+    k = draw(st.integers(1, n + 2))  # K > N included
+    hash_ = draw(st.sampled_from(["real", "constant"]))
+    return (np.array(x, float), np.array(y), np.array(xv, float), np.array(yv), k, hash_)
+
+
+def _values_with(kernel, case, monkeypatch):
+    x, y, xv, yv, k, hash_ = case
+    with monkeypatch.context() as m:
+        if hash_ == "constant":
+            m.setattr(shapley, "_row_hashes", _constant_hash)
+        if kernel == "torch":
+            pytest.importorskip("torch")
+            m.setattr(shapley, "_TORCH_DEVICE", "cpu")
+            m.setattr(shapley, "_check_cuda", lambda: None)
+            return knn_shapley(x, y, xv, yv, k=k, device="cuda")
+        return knn_shapley(x, y, xv, yv, k=k)
+
+
+_PROP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "torch"])
+@_PROP
+@given(case=small_cases(n_max=7))
+def test_property_matches_subset_enumeration(kernel, case, monkeypatch):
+    x, y, xv, yv, k, _ = case
+    got = _values_with(kernel, case, monkeypatch)
+    np.testing.assert_allclose(got, brute_force_shapley(x, y, xv, yv, k), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "torch"])
+@_PROP
+@given(case=small_cases(n_max=40))
+def test_property_matches_plain_recursion(kernel, case, monkeypatch):
+    x, y, xv, yv, k, _ = case
+    got = _values_with(kernel, case, monkeypatch)
+    np.testing.assert_allclose(got, recursion_shapley(x, y, xv, yv, k), atol=1e-12, rtol=0)
+
+
+def test_cuda_without_gpu_is_one_clear_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():  # pragma: no cover - CI has no GPU
+        pytest.skip("a GPU is present")
+    with pytest.raises(ParameterError, match=r"device='cuda' of knn_shapley needs a CUDA GPU"):
+        knn_shapley(np.zeros((2, 2)), [0, 1], np.zeros((1, 2)), [0], device="cuda")
