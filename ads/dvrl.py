@@ -41,13 +41,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import sys
 import warnings
 
 import numpy as np
 
-from ads.errors import DataError, ParameterError, check_int
+from ads._validation import (
+    SCORE_BLOCK_ROWS,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_positive_float,
+    check_random_state,
+)
+from ads.errors import DataError, ParameterError
 from ads.regress import AGGREGATIONS, aggregate_top, top_classes
 
 PREDICTORS = ("logistic", "mlp")
@@ -58,7 +65,7 @@ _EPSILON = 1e-8  # inside the logs of the policy (reference: ``self.epsilon``)
 _THRESHOLD = 0.9  # mean selection probability is kept in [1 - 0.9, 0.9]
 _PENALTY = 1e3  # weight of that constraint in the DVE loss
 _ADAM_EPS = 1e-7  # Keras' Adam epsilon, which the reference's predictor uses
-_BLOCK = 65536  # rows per DVE / predictor evaluation block when scoring
+_BLOCK = SCORE_BLOCK_ROWS  # rows per DVE / predictor evaluation block when scoring
 
 
 # --------------------------------------------------------------------------- predictor
@@ -285,36 +292,15 @@ def _threads(n: int | None):
 
 
 def _check_positive_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ParameterError(f"The {name!r} parameter of {_OWNER} must be a float > 0. Got {value!r}.")
-    return float(value)
+    return check_positive_float(value, name, _OWNER)
 
 
 def _check_features(X, name: str, dim: int | None = None) -> np.ndarray:
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} must be a numeric array of shape (n, d). Got {type(X).__name__}.") from None
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{name} must have shape (n, d) with n >= 1 and d >= 1. Got shape {X.shape}.")
-    if dim is not None and X.shape[1] != dim:
-        raise DataError(f"{name} must have {dim} features like the training set. Got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise DataError(f"{name} contains NaN or inf (first bad row {int(np.flatnonzero(~np.isfinite(X).all(1))[0])}).")
-    return X
+    return check_matrix(X, name, _OWNER, dim=dim)
 
 
 def _check_labels(y, name: str, n: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise DataError(f"{name} must have shape ({n},), one label per row. Got shape {y.shape}.")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise DataError(f"{name} must hold integer class labels 0..C-1. Got dtype {y.dtype}.")
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise DataError(f"{name} must hold class labels >= 0 (no unlabeled -1). Got {int(y.min())}.")
-    return y
+    return check_labels(y, name, _OWNER, n=n)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -432,8 +418,7 @@ class DVRL:
         self._check_scorer_params(self.top_m, self.aggregate)
         if self.n_jobs is not None:
             check_int(self.n_jobs, "n_jobs", _OWNER, min_value=1)
-        if self.random_state is not None and not isinstance(self.random_state, (numbers.Integral, np.random.SeedSequence)):
-            raise ParameterError(f"The 'random_state' parameter of {_OWNER} must be an int or None. Got {self.random_state!r}.")
+        check_random_state(self.random_state, _OWNER)
 
     @staticmethod
     def _check_scorer_params(top_m, aggregate):
@@ -481,8 +466,7 @@ class DVRL:
         if C < 2:
             raise DataError(f"{_OWNER} needs at least 2 classes. Got labels of a single class {int(y.max())}.")
         for name, lab in (("y", y), ("y_val", y_val)):
-            if lab.max() >= C:
-                raise DataError(f"{name} must hold class labels < n_classes={C}. Got {int(lab.max())}.")
+            check_labels(lab, name, _OWNER, n_classes=C)
         if self.metric == "auc" and np.unique(y_val).size < C:
             raise DataError(f"metric='auc' needs every one of the {C} classes in y_val. Got {np.unique(y_val).size}.")
 
@@ -593,7 +577,7 @@ class DVRL:
         X = _check_features(X, "X", self.n_features_in_)
         y = _check_labels(y, "y", X.shape[0])
         if y.size and y.max() >= self.n_classes_:
-            raise DataError(f"y must hold class labels < n_classes={self.n_classes_}. Got {int(y.max())}.")
+            check_labels(y, "y", _OWNER, n_classes=self.n_classes_)
         onehot = np.eye(self.n_classes_)[y]
         x_t = self._features(X)
         with _threads(self.n_jobs):

@@ -7,20 +7,30 @@ Features stores: the embeddings are the stored features, unchanged; probabilitie
 from a multinomial logistic-regression head trained on the labeled features.
 
 Embeddings are cached on disk, keyed by the stores' fingerprints and the configuration,
-so repeated runs on the same stores reuse them.
+so repeated runs on the same stores reuse them (``ads select`` and ``ads value`` share
+the cache).
+
+The steps are separate functions: :func:`fit_embedder` trains on the labeled data,
+:func:`transform_store` streams a store through the trained model chunk by chunk, and
+:func:`embed_stores` does both for a task with the cache in front.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ads.errors import ParameterError, check_int
+from ads._io import atomic_dir
+from ads._validation import SCORE_BLOCK_ROWS, check_choice, check_int, check_seed
+from ads.errors import ParameterError
+
+logger = logging.getLogger(__name__)
 
 ARCHS = ("auto", "cnn", "resnet18")
 
@@ -38,14 +48,16 @@ class EmbedConfig:
     seed: int = 0
     device: str = "auto"
 
-    def validate(self) -> "EmbedConfig":
-        if self.arch not in ARCHS:
-            raise ParameterError(f"The 'arch' parameter must be one of {list(ARCHS)}. Got {self.arch!r}.")
-        check_int(self.epochs, "epochs", "the embedding network", min_value=1)
-        check_int(self.batch_size, "batch_size", "the embedding network", min_value=1)
-        check_int(self.patience, "patience", "the embedding network", min_value=1)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ParameterError(f"The 'device' parameter must be 'auto', 'cpu' or 'cuda'. Got {self.device!r}.")
+    def validate(self) -> EmbedConfig:
+        owner = "the embedding network"
+        check_choice(self.arch, ARCHS, "arch", owner)
+        check_int(self.epochs, "epochs", owner, min_value=1)
+        check_int(self.batch_size, "batch_size", owner, min_value=1)
+        check_int(self.patience, "patience", owner, min_value=1)
+        check_seed(self.seed, "seed", owner)
+        check_choice(self.device, ("auto", "cpu", "cuda"), "device", owner)
+        if self.device == "cuda":
+            resolve_device("cuda")
         return self
 
 
@@ -55,7 +67,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("The 'device' parameter is 'cuda' but torch sees no CUDA device.")
+        raise ParameterError("The 'device' parameter is 'cuda' but torch sees no CUDA GPU on this machine; use --device cpu or auto.")
     return device
 
 
@@ -146,8 +158,10 @@ class ImageEmbedder:
         gen = torch.Generator().manual_seed(cfg.seed)
         best = (-1.0, None)
         stale = 0
-        bar = tqdm(range(cfg.epochs), desc=f"train {self.arch_}", unit="epoch", file=sys.stderr, disable=not progress, leave=False)
-        for epoch in bar:
+        # No ETA: early stopping usually ends training before cfg.epochs.
+        bar = tqdm(range(cfg.epochs), desc=f"train {self.arch_} (early stopping, at most)", unit="epoch", file=sys.stderr,
+                   disable=not progress, leave=False, bar_format="{desc} {total} epochs: epoch {n_fmt} [{elapsed}{postfix}]")
+        for epoch in bar:  # noqa: B007 (the last epoch is read after the loop)
             model.train()
             perm = torch.randperm(xt.shape[0], generator=gen)
             for s in range(0, xt.shape[0], cfg.batch_size):
@@ -217,7 +231,7 @@ class FeatureEmbedder:
         self.arch_ = "features+logreg"
         return self
 
-    def transform(self, x, batch_size: int = 65536):
+    def transform(self, x, batch_size: int = SCORE_BLOCK_ROWS):
         x = np.asarray(x)
         return x.astype(np.float32, copy=False), self.predict_proba(x)
 
@@ -256,21 +270,10 @@ class EmbeddingCache:
     def save(self, key: str, arrays: dict) -> None:
         if self.root is None:
             return
-        import shutil
-        import tempfile
-
-        from ads.pool import replace_dir
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=self.root))
-        try:
+        with atomic_dir(self.root / key) as tmp:
             for name, a in arrays.items():
                 np.save(tmp / f"{name}.npy", a)
             (tmp / "done").write_text("ok")
-            replace_dir(tmp, self.root / key)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def embed_config_key(cfg: EmbedConfig) -> dict:
@@ -283,3 +286,76 @@ def default_cache_root() -> Path:
     from ads.datasets import cache_dir
 
     return cache_dir() / "embeddings"
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of the labeled, validation and (optionally) pool points.
+
+    ``emb`` (n, d) float32, ``emb_val`` (n_val, d), ``emb_pool`` (N, d) and ``proba_pool``
+    (N, C) float32 or None, the network's validation accuracy and architecture, and
+    whether they came from the cache.
+    """
+
+    emb: np.ndarray
+    emb_val: np.ndarray
+    emb_pool: np.ndarray | None
+    proba_pool: np.ndarray | None
+    val_accuracy: float
+    arch: str
+    cached: bool
+
+
+def fit_embedder(kind: str, data, n_classes: int, config: EmbedConfig | None = None, *, progress: bool = True):
+    """Train the embedder of a ``kind`` store on ``data`` (a :class:`ads.task.LabeledData`)."""
+    config = (config or EmbedConfig()).validate()
+    model = make_embedder(kind, config).fit(data.x, data.y, data.x_val, data.y_val, n_classes, progress=progress)
+    logger.info("embedding model %s: validation accuracy %.4f", model.arch_, model.val_accuracy_)
+    return model
+
+
+def transform_store(model, store, *, progress: bool = True, desc: str = "embed pool"):
+    """Embeddings and probabilities of every row of ``store``, read chunk by chunk."""
+    from tqdm.auto import tqdm
+
+    parts_e, parts_p = [], []
+    with tqdm(total=store.n, desc=desc, unit="pt", file=sys.stderr, disable=not progress, leave=False) as bar:
+        for _s, block in store.blocks():
+            e, p = model.transform(block)
+            parts_e.append(e)
+            parts_p.append(p)
+            bar.update(block.shape[0])
+    return np.concatenate(parts_e), np.concatenate(parts_p)
+
+
+def embed_stores(task, pool=None, config: EmbedConfig | None = None, *, cache: EmbeddingCache | None = None,
+                 progress: bool = True) -> Embeddings:
+    """Embeddings of a task's labeled and validation data and of ``pool`` (a store or
+    None), from ``cache`` when it holds them, else by training the embedder.
+
+    ``task`` is an :class:`ads.task.Task`. Python users get the arrays the strategies
+    work on: ``em.emb_pool``, ``em.proba_pool``, ``em.emb``.
+    """
+    config = (config or EmbedConfig()).validate()
+    cache = cache or EmbeddingCache(None)
+    # Two entries: the labeled part (shared by `ads value` and `ads select` on the same
+    # labeled + validation stores and network), and the pool's part.
+    key_lab = EmbeddingCache.key(embed_config_key(config), task.n_classes, list(task.key_parts))
+    key_pool = EmbeddingCache.key(key_lab, pool.fingerprint()) if pool is not None else None
+    lab = cache.load(key_lab)
+    hit = cache.load(key_pool) if (lab is not None and pool is not None) else None
+    if lab is not None and (pool is None or hit is not None):
+        logger.info("embeddings: reusing cache %s", cache.root / (key_pool or key_lab))
+        return Embeddings(lab["emb"], lab["emb_val"], None if hit is None else hit["emb_pool"],
+                          None if hit is None else hit["proba_pool"], float(lab["val_accuracy"]), str(lab["arch"]), True)
+    model = fit_embedder(task.kind, task.data, task.n_classes, config, progress=progress)
+    emb, _ = model.transform(task.data.x)
+    emb_val, _ = model.transform(task.data.x_val)
+    emb_pool = proba_pool = None
+    if pool is not None:
+        emb_pool, proba_pool = transform_store(model, pool, progress=progress)
+    cache.save(key_lab, {"emb": emb, "emb_val": emb_val, "val_accuracy": np.array(model.val_accuracy_),
+                         "arch": np.array(model.arch_)})
+    if pool is not None:
+        cache.save(key_pool, {"emb_pool": emb_pool, "proba_pool": proba_pool})
+    return Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False)

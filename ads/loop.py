@@ -22,50 +22,71 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ads.embed import EmbedConfig
-from ads.errors import DataError, ParameterError, StoreError, check_int
-from ads.pool import Pool, atomic_write_text, open_pool
-from ads.select import (
-    LabeledData,
-    _noop,
-    check_classes_covered,
-    check_compatible,
-    check_select_params,
-    embed_all,
-    labeled_arrays,
-    rank_and_pick,
-)
+from ads._io import atomic_write_text
+from ads._validation import check_budget, check_choice, check_fraction, check_int, check_seed
+from ads.embed import EmbedConfig, fit_embedder, transform_store
+from ads.errors import DataError, ParameterError, StoreError
+from ads.pool import Pool, open_pool
+from ads.report import ROUNDS, read_rounds, report  # noqa: F401 (re-exported)
+from ads.select import rank_and_pick
+from ads.task import LabeledData, check_classes_covered, labeled_arrays, load_task
+
+logger = logging.getLogger(__name__)
 
 STATE = "state.json"
-ROUNDS = "rounds.jsonl"
+_OWNER = "ads loop"
+ORACLES = ("hidden", "external")
 
 
 @dataclass
 class LoopConfig:
+    """What a run needs to be resumed anywhere: store paths (absolute), sizes, seed, and
+    the parts by name with their parameters (resolved into objects at the edge)."""
+
     pool: str
     labeled: str
-    val: str
+    val: str | None
     test: str | None
     rounds: int
     budget: int
     strategy: str = "coreset"
     fraction: float = 0.1
-    k: int = 10
     seed: int = 0
     oracle: str = "hidden"
     scorer: str = "knn-shapley"
-    aggregate: str = "max"
-    top_m: int = 10
-    dvrl_iterations: int = 2000
-    arch: str = "auto"
-    epochs: int = 30
-    device: str = "auto"
+    scorer_params: dict = field(default_factory=dict)
+    embed: dict = field(default_factory=dict)  # EmbedConfig fields other than the seed
+
+    @classmethod
+    def from_state(cls, c: dict) -> LoopConfig:
+        """The configuration of a state file, including those written before the parts
+        became objects (k/aggregate/top_m/dvrl_iterations/arch/epochs/device fields)."""
+        c = dict(c)
+        if "scorer_params" not in c:
+            params = {"top_m": c.pop("top_m", 10), "aggregate": c.pop("aggregate", "max")}
+            k, iters = c.pop("k", 10), c.pop("dvrl_iterations", 2000)
+            if c.get("scorer", "knn-shapley") == "dvrl":
+                params["iterations"] = iters
+            else:
+                params["k"] = k
+            c["scorer_params"] = params
+        if "embed" not in c:
+            c["embed"] = {n: c.pop(n) for n in ("arch", "epochs", "device") if n in c}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(c) - known)
+        if unknown:
+            raise StoreError(f"run configuration has unknown fields {unknown}.")
+        missing = sorted(n for n in ("pool", "labeled", "rounds", "budget") if n not in c)
+        if missing:
+            raise StoreError(f"run configuration lacks {missing}.")
+        return cls(**c)
 
 
 class Run:
@@ -85,9 +106,15 @@ class Run:
         if not self.exists():
             raise StoreError(f"run directory {str(self.dir)!r} has no {STATE}; start it with 'ads loop --workdir {self.dir}'.")
         try:
-            return json.loads(self.state_path.read_text())
-        except json.JSONDecodeError as e:
+            state = json.loads(self.state_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StoreError(f"{str(self.state_path)!r} is not valid JSON ({e}).") from None
+        need = ("config", "round", "stage", "batch", "pending", "added", "records")
+        if not isinstance(state, dict) or any(k not in state for k in need):
+            missing = [k for k in need if not isinstance(state, dict) or k not in state]
+            raise StoreError(f"{str(self.state_path)!r} is not a run state: it lacks {missing}.")
+        state["config"] = asdict(LoopConfig.from_state(state["config"]))
+        return state
 
     def save(self, state: dict) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
@@ -96,108 +123,109 @@ class Run:
         atomic_write_text(self.dir / ROUNDS, "".join(json.dumps(r) + "\n" for r in state["records"]))
 
 
-def start(config: LoopConfig, workdir, *, log=_noop) -> Run:
-    """Validate the configuration and stores, and create the run directory's state."""
+def _abs(p) -> str | None:
+    return None if p is None else str(Path(p).resolve())
+
+
+def start(config: LoopConfig, workdir) -> Run:
+    """Validate the configuration and stores, and create the run directory's state.
+
+    Store paths are saved absolute, so ``--resume`` works from any directory.
+    """
     run = Run(workdir)
     if run.exists():
         raise ParameterError(f"{str(run.state_path)!r} exists: a run is in progress there; pass --resume to continue it.")
-    check_int(config.rounds, "rounds", "ads loop", min_value=1)
-    if config.oracle not in ("hidden", "external"):
-        raise ParameterError(f"The 'oracle' parameter of ads loop must be 'hidden' or 'external'. Got {config.oracle!r}.")
-    stores = _open_stores(config)
-    pool = stores["pool"]
-    check_select_params(config.budget, config.fraction, pool.n, pool.path)
+    config = LoopConfig(**{**asdict(config), "pool": _abs(config.pool), "labeled": _abs(config.labeled),
+                           "val": _abs(config.val), "test": _abs(config.test)})
+    check_int(config.rounds, "rounds", _OWNER, min_value=1)
+    check_choice(config.oracle, ORACLES, "oracle", _OWNER)
+    check_fraction(config.fraction, "fraction", _OWNER)
+    check_seed(config.seed, "seed", _OWNER)
+    EmbedConfig(**config.embed).validate()
+    from ads.score import SCORERS
+
+    SCORERS.get_class(config.scorer)  # a known scorer; the caller builds it (and the strategy)
+    task = _open_task(asdict(config))
+    pool = task.pool
+    check_budget(config.budget, pool.n, _OWNER, f"the pool {config.pool!r}")
     if config.rounds * config.budget > pool.n:
         raise ParameterError(
             f"rounds x budget ({config.rounds} x {config.budget}) is larger than the pool {config.pool!r} ({pool.n} points)."
         )
     if config.oracle == "hidden" and pool.hidden("y") is None:
         raise StoreError(f"pool {config.pool!r} has no hidden labels (hidden/y); use --oracle external.")
-    import strategies
-    from ads.select import SCORERS
-
-    strategies.get(config.strategy)
-    if config.scorer not in SCORERS:
-        raise ParameterError(f"The 'scorer' parameter of ads loop must be one of {list(SCORERS)}. Got {config.scorer!r}.")
-    check_int(config.dvrl_iterations, "dvrl_iterations", "ads loop", min_value=1)
-    check_int(config.top_m, "top_m", "ads loop", min_value=1)
-    from ads.regress import AGGREGATIONS
-
-    if config.aggregate not in AGGREGATIONS:
-        raise ParameterError(f"The 'aggregate' parameter of ads loop must be one of {list(AGGREGATIONS)}. Got {config.aggregate!r}.")
-    EmbedConfig(arch=config.arch, epochs=config.epochs, device=config.device).validate()
     run.dir.mkdir(parents=True, exist_ok=True)
-    state = {"version": 1, "config": asdict(config), "round": 0, "stage": "select", "batch": None,
+    state = {"version": 2, "config": asdict(config), "round": 0, "stage": "select", "batch": None,
              "pending": None, "added": [], "records": []}
     run.save(state)
-    log(f"started run {run.dir}: {config.rounds} rounds of {config.budget}, strategy {config.strategy}, fraction {config.fraction:g}")
+    logger.info("started run %s: %d rounds of %d, strategy %s, scorer %s, fraction %g", run.dir, config.rounds,
+                config.budget, config.strategy, config.scorer, config.fraction)
     return run
 
 
-def _open_stores(config) -> dict:
-    c = config if isinstance(config, dict) else asdict(config)
-    pool = open_pool(c["pool"], role="pool")
-    stores = {"pool": pool, "labeled": open_pool(c["labeled"], role="labeled store"),
-              "val": open_pool(c["val"], role="validation store")}
-    if c.get("test"):
-        stores["test"] = open_pool(c["test"], role="test store")
-    for role, store in stores.items():
-        if role != "pool":
-            check_compatible(pool, store, f"{role} store")
-    return stores
+def _open_task(c: dict):
+    """The run's stores as a task (the initial labeled set, validation or hold-out)."""
+    test = open_pool(c["test"], role="test store") if c.get("test") else None
+    task = load_task(c["pool"], c["labeled"], c.get("val"), seed=c["seed"], extra=[(test, "test store")])
+    task.test = test
+    return task
 
 
-def _labeled_data(stores, added) -> tuple[LabeledData, np.ndarray]:
-    """Initial labeled rows plus the pool points labeled so far; and the pool rows used."""
-    pool = stores["pool"]
-    x, y, ids = labeled_arrays(stores["labeled"], "labeled store")
-    xv, yv, _ = labeled_arrays(stores["val"], "validation store")
+def _labeled_data(task, added) -> tuple[LabeledData, np.ndarray]:
+    """Initial labeled rows (less the hold-out, when there is no validation store) plus
+    the pool points labeled so far; and the pool rows used."""
+    pool = task.pool
+    d = task.data
+    x, y, ids = d.x, d.y, d.ids
     rows = np.empty(0, dtype=np.int64)
     if added:
         index = {pid: i for i, pid in enumerate(pool.ids())}
         rows = np.array([index[a[0]] for a in added], dtype=np.int64)
+        keep = np.array([a[1] >= 0 for a in added], dtype=bool)  # rejected items are never trained on
         order = np.argsort(rows)
         xa = np.empty((rows.size, *pool.item_shape), dtype=pool.x.dtype)
         xa[order] = np.asarray(pool.x.oindex[rows[order]])
-        x = np.concatenate([x, xa])
-        y = np.concatenate([y, np.array([a[1] for a in added], dtype=np.int64)])
-        ids = np.concatenate([ids, np.array([a[0] for a in added])])
-    return LabeledData(x, y, ids, xv, yv, "validation store"), rows
+        x = np.concatenate([x, xa[keep]])
+        y = np.concatenate([y, np.array([a[1] for a in added], dtype=np.int64)[keep]])
+        ids = np.concatenate([ids, np.array([a[0] for a in added])[keep]])
+    return LabeledData(x, y, ids, d.x_val, d.y_val, d.val_source), rows
 
 
-def _train_and_pick(state, stores, *, progress, log):
+def _train_and_pick(state, task, *, strategy, scorer, progress):
     """Train the network on the current labeled set; evaluate; pick the next batch (or,
     after the last round, only evaluate). Returns (record, batch ids)."""
-    import strategies
-
     c = state["config"]
     rnd = state["round"]
-    pool = stores["pool"]
-    data, rows = _labeled_data(stores, state["added"])
-    check_classes_covered(data.y, pool.classes, f"labeled set of round {rnd}")
+    pool = task.pool
+    data, rows = _labeled_data(task, state["added"])
+    check_classes_covered(data.y, task.classes, f"labeled set of round {rnd}")
     seconds = {}
     t = time.perf_counter()
-    test = stores.get("test")
-    test_x = test_y = None
-    if test is not None:
-        test_x, test_y, _ = labeled_arrays(test, "test store")
-    cfg = EmbedConfig(arch=c["arch"], epochs=c["epochs"], device=c["device"], seed=c["seed"] + rnd)
-    em = embed_all(pool.kind, len(pool.classes), data, pool if rnd < c["rounds"] else None, cfg, cache_root=None,
-                   progress=progress, log=log, test_x=test_x)
-    seconds["train_embed"] = time.perf_counter() - t
-    acc = float((em.proba_test.argmax(1) == test_y).mean()) if test is not None else None
+    cfg = EmbedConfig(**{**c["embed"], "seed": c["seed"] + rnd})
+    model = fit_embedder(task.kind, data, task.n_classes, cfg, progress=progress)
+    acc = None
+    if task.test is not None:
+        test_x, test_y, _ = labeled_arrays(task.test, "test store")
+        acc = float((model.predict_proba(test_x).argmax(1) == test_y).mean())
     record = {"round": rnd, "n_labeled": int(data.y.size), "test_accuracy": acc,
-              "val_accuracy": em.val_accuracy, "seconds": seconds, "picked": []}
-    log(f"round {rnd}: {data.y.size} labeled, test accuracy {acc if acc is None else round(acc, 4)}")
+              "val_accuracy": float(model.val_accuracy_), "seconds": seconds, "picked": []}
+    logger.info("round %d: %d labeled, test accuracy %s", rnd, data.y.size, acc if acc is None else round(acc, 4))
     if rnd >= c["rounds"]:
+        seconds["train_embed"] = time.perf_counter() - t
         return record, []
+    from ads.embed import Embeddings
+
+    emb, _ = model.transform(data.x)
+    emb_val, _ = model.transform(data.x_val)
+    emb_pool, proba_pool = transform_store(model, pool, progress=progress)
+    em = Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False)
+    seconds["train_embed"] = time.perf_counter() - t
     exclude = np.zeros(pool.n, dtype=bool)
     exclude[rows] = True
-    idx, scores, n_cand = rank_and_pick(
-        em, data, budget=c["budget"], fraction=c["fraction"], strategy=strategies.get(c["strategy"]), k=c["k"],
-        seed=c["seed"] + rnd, exclude=exclude, scorer=c.get("scorer", "knn-shapley"),
-        aggregate=c.get("aggregate", "max"), top_m=c.get("top_m", 10),
-        dvrl_params={"iterations": c.get("dvrl_iterations", 2000)}, seconds=seconds, progress=progress, log=log)
+    labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
+    idx, _scores, n_cand = rank_and_pick(em, data, task.n_classes, budget=c["budget"], fraction=c["fraction"],
+                                         scorer=scorer, strategy=strategy, seed=c["seed"] + rnd,
+                                         labeled_emb=labeled_emb, exclude=exclude, seconds=seconds)
     ids = pool.ids()[idx]
     record.update(picked=[str(i) for i in ids], n_candidates=n_cand)
     src = pool.hidden("source")
@@ -207,20 +235,23 @@ def _train_and_pick(state, stores, *, progress, log):
     return record, [str(i) for i in ids]
 
 
-def resume(workdir, *, progress=True, log=_noop, max_rounds=None) -> dict:
+def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None) -> dict:
     """Run (or continue) the loop until it is done or waits for external labels.
 
-    Returns the final state. ``max_rounds`` stops after that many rounds (for tests).
+    ``strategy`` and ``scorer`` are the built parts named in the run's configuration
+    (``config["strategy"]``, ``config["scorer"]`` with ``config["scorer_params"]``): the
+    caller resolves the names, this module never does. Returns the final state.
+    ``max_rounds`` stops after that many rounds (for tests).
     """
     run = Run(workdir)
     state = run.load()
-    stores = _open_stores(state["config"])
     c = state["config"]
-    pool = stores["pool"]
+    task = _open_task(c)
+    pool = task.pool
     done_rounds = 0
     while state["stage"] != "done":
         if state["stage"] == "select":
-            record, batch = _train_and_pick(state, stores, progress=progress, log=log)
+            record, batch = _train_and_pick(state, task, strategy=strategy, scorer=scorer, progress=progress)
             if state["round"] >= c["rounds"]:
                 state["records"].append(record)
                 state["stage"] = "done"
@@ -232,8 +263,8 @@ def resume(workdir, *, progress=True, log=_noop, max_rounds=None) -> dict:
         if state["stage"] == "label":
             if c["oracle"] == "external":
                 path = _write_to_label(run, state, pool)
-                log(f"round {state['round']}: label the {len(state['batch'])} points in {path}, then run "
-                    f"'ads label {run.dir} --import LABELS.csv'")
+                logger.info("round %d: label the %d points in %s, then run 'ads label %s --import LABELS.csv'",
+                            state["round"], len(state["batch"]), path, run.dir)
                 return state
             hidden = pool.hidden("y")
             index = {pid: i for i, pid in enumerate(pool.ids())}
@@ -243,7 +274,7 @@ def resume(workdir, *, progress=True, log=_noop, max_rounds=None) -> dict:
             done_rounds += 1
             if max_rounds is not None and done_rounds >= max_rounds:
                 return state
-    log(f"run {run.dir} is done: {len(state['added'])} points labeled in {c['rounds']} rounds")
+    logger.info("run %s is done: %d points labeled in %d rounds", run.dir, len(state["added"]), c["rounds"])
     return state
 
 
@@ -261,33 +292,82 @@ def _add_labels(run: Run, state: dict, labels: list[int], seconds: float) -> Non
     run.write_rounds(state)
 
 
+def _safe_name(pid: str) -> str:
+    """A file name for an item id (characters outside [A-Za-z0-9._-] become '_')."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", pid)
+    return name if name.strip(".") else "_" + name
+
+
 def _write_to_label(run: Run, state: dict, pool: Pool) -> Path:
-    path = run.dir / f"round-{state['round']}" / "to_label.csv"
-    lines = ["id"] + list(state["batch"])
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    """``RUN/round-K/to_label.csv`` (the batch's ids, in pick order) and, for image pools,
+    each item as ``RUN/round-K/images/ID.png`` (column ``image``) for a person to label."""
+    from ads._io import atomic_dir
+
+    folder = run.dir / f"round-{state['round']}"
+    path = folder / "to_label.csv"
+    batch = list(state["batch"])
+    if pool.kind != "images":
+        atomic_write_text(path, "\n".join(["id"] + batch) + "\n")
+        return path
+    from PIL import Image
+
+    index = {pid: i for i, pid in enumerate(pool.ids())}
+    rows = np.array([index[b] for b in batch])
+    order = np.argsort(rows)
+    imgs = np.empty((rows.size, *pool.item_shape), dtype=np.uint8)
+    imgs[order] = np.asarray(pool.x.oindex[rows[order]])
+    names = [f"{_safe_name(b)}.png" for b in batch]
+    with atomic_dir(folder / "images") as tmp:
+        for img, name in zip(imgs, names):
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(tmp / name)
+    atomic_write_text(path, "\n".join(["id,image"] + [f"{b},images/{n}" for b, n in zip(batch, names)]) + "\n")
     return path
 
 
-def import_labels(workdir, labels_csv, *, log=_noop) -> dict:
+REJECT = "reject"
+
+
+def parse_label(lab: str, classes: list[str]) -> int | None:
+    """A label as a class index: a class name, an index, or ``reject``/empty (-1, the
+    item belongs to no class). None if it is none of these."""
+    lab = lab.strip()
+    if lab in classes:
+        return classes.index(lab)
+    if lab.lower() in (REJECT, ""):
+        return -1
+    if lab.isdigit() and int(lab) < len(classes):
+        return int(lab)
+    return None
+
+
+def import_labels(workdir, labels_csv) -> dict:
     """Read ``id,label`` (label = class name or index) for the waiting batch and add them."""
     run = Run(workdir)
     state = run.load()
     if state["stage"] != "label":
         raise ParameterError(f"run {str(run.dir)!r} is not waiting for labels (stage {state['stage']!r}).")
-    pool = open_pool(state["config"]["pool"], role="pool", validate=False)
+    c = state["config"]
+    task = _open_task(c)
     path = Path(labels_csv)
     if not path.exists():
         raise StoreError(f"labels file {str(path)!r} does not exist.")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"id", "label"} <= set(reader.fieldnames):
-            raise DataError(f"labels file {str(path)!r} must have a header with columns id,label. Got {reader.fieldnames}.")
-        given = {}
-        for n, row in enumerate(reader, start=2):
-            pid, lab = row["id"], (row["label"] or "").strip()
-            if pid in given:
-                raise DataError(f"labels file {str(path)!r} line {n}: id {pid!r} appears twice.")
-            given[pid] = (n, lab)
+    if not path.is_file():
+        raise StoreError(f"labels file {str(path)!r} is not a regular file.")
+    try:  # utf-8-sig: a byte-order mark (Excel's CSV) is read and dropped
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"id", "label"} <= set(reader.fieldnames):
+                raise DataError(f"labels file {str(path)!r} must have a header with columns id,label. Got {reader.fieldnames}.")
+            given = {}
+            for n, row in enumerate(reader, start=2):
+                pid, lab = row["id"], (row["label"] or "").strip()
+                if pid in given:
+                    raise DataError(f"labels file {str(path)!r} line {n}: id {pid!r} appears twice.")
+                given[pid] = (n, lab)
+    except UnicodeDecodeError as e:
+        raise DataError(f"labels file {str(path)!r} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV.") from None
     batch = state["batch"]
     missing = [b for b in batch if b not in given]
     extra = [g for g in given if g not in set(batch)]
@@ -295,78 +375,17 @@ def import_labels(workdir, labels_csv, *, log=_noop) -> dict:
         raise DataError(f"labels file {str(path)!r} lacks {len(missing)} of the batch's ids, e.g. {missing[0]!r}.")
     if extra:
         raise DataError(f"labels file {str(path)!r} has ids not in the batch of round {state['round']}, e.g. {extra[0]!r}.")
-    classes = pool.classes
     labels = []
     for b in batch:
         n, lab = given[b]
-        if lab in classes:
-            labels.append(classes.index(lab))
-        elif lab.lstrip("-").isdigit() and 0 <= int(lab) < len(classes):
-            labels.append(int(lab))
-        else:
-            raise DataError(f"labels file {str(path)!r} line {n}: label {lab!r} is not a class name or index 0..{len(classes) - 1}.")
+        idx = parse_label(lab, task.classes)
+        if idx is None:
+            raise DataError(f"labels file {str(path)!r} line {n}: label {lab!r} is not a class name, an index "
+                            f"0..{task.n_classes - 1} or '{REJECT}'.")
+        labels.append(idx)
     _add_labels(run, state, labels, 0.0)
-    log(f"imported {len(labels)} labels for round {state['round'] - 1}")
+    logger.info("imported %d labels for round %d", len(labels), state["round"] - 1)
     return state
 
 
-def read_rounds(workdir) -> list[dict]:
-    path = Path(workdir) / ROUNDS
-    if not path.exists():
-        raise StoreError(f"run directory {str(workdir)!r} has no {ROUNDS}.")
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{str(path)!r} is not valid JSON lines ({e}).") from None
-
-
-def report(workdirs, out=None) -> str:
-    """Text table of accuracy vs labeled count and seconds per batch; optional PNG figure."""
-    runs = [(str(w), read_rounds(w)) for w in workdirs]
-    lines = [f"{'run':30s} {'round':>5s} {'labeled':>8s} {'test acc':>9s} {'sec/batch':>10s}"]
-    for name, recs in runs:
-        for r in recs:
-            acc = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.4f}"
-            secs = sum(r["seconds"].values())
-            lines.append(f"{name[-30:]:30s} {r['round']:5d} {r['n_labeled']:8d} {acc:>9s} {secs:10.2f}")
-    if out is not None:
-        _plot(runs, out)
-    return "\n".join(lines) + "\n"
-
-
-def _plot(runs, out) -> None:
-    import os
-    import tempfile
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, recs in runs:
-        label = Path(name).name or name
-        pts = [(r["n_labeled"], r["test_accuracy"]) for r in recs if r.get("test_accuracy") is not None]
-        if pts:
-            a1.plot(*zip(*pts), marker="o", label=label)
-        sel = [r for r in recs if r["picked"]]
-        a2.plot([r["round"] for r in sel], [sum(r["seconds"].values()) for r in sel], marker="o", label=label)
-    a1.set(xlabel="labeled points", ylabel="test accuracy", title="accuracy vs labeled")
-    a2.set(xlabel="round", ylabel="seconds per batch", title="time per round")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-
-
-__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "report", "read_rounds"]
+__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "parse_label", "report", "read_rounds"]

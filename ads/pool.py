@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ads._io import atomic_dir, atomic_write_text, replace_dir  # noqa: F401 (re-exported)
 from ads.errors import DataError, StoreError
 
 SCHEMA_VERSION = 1
@@ -123,6 +121,11 @@ def _strings(a) -> np.ndarray:
     return a if a.dtype.kind == "U" else np.array(a.tolist(), dtype=str)
 
 
+def as_pool(store, role: str = "store") -> Pool:
+    """``store`` if it is an opened :class:`Pool`, else ``open_pool(store, role=role)``."""
+    return store if isinstance(store, Pool) else open_pool(store, role=role)
+
+
 def open_pool(path, *, role: str = "store", validate: bool = True) -> Pool:
     """Open and validate a pool store.
 
@@ -161,6 +164,9 @@ def open_pool(path, *, role: str = "store", validate: bool = True) -> Pool:
     classes = attrs.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise StoreError(f"{where} attribute 'classes' must be a list of strings. Got {classes!r}.")
+    if len(set(classes)) != len(classes):
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        raise StoreError(f"{where} attribute 'classes' names class {dup[0]!r} more than once.")
     for name in ("x", "ids"):
         if name not in group:
             raise StoreError(f"{where} has no array {name!r}.")
@@ -298,9 +304,12 @@ def write_pool(
     if label_src is not None and label_src.size and label_src.max() >= len(classes):
         raise DataError(f"{what}: label {int(label_src.max())} but only {len(classes)} classes.")
 
+    if len(set(classes)) != len(classes):
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        raise DataError(f"{what}: class names must be unique. Got {dup[0]!r} more than once.")
     if path.exists() and not overwrite:
-        raise StoreError(f"{what} already exists; choose another path or pass overwrite.")
-    with _atomic_dir(path) as tmp:
+        raise StoreError(f"store {str(path)!r} already exists; choose another path or pass --overwrite.")
+    with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         group.attrs.update({"ads_schema": SCHEMA_VERSION, "kind": kind, "classes": classes, **(attrs or {})})
         row_bytes = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
@@ -336,45 +345,6 @@ def _as_int_labels(y, name, n, what):
     if y.size and y.min() < -1:
         raise DataError(f"{what}: {name!r} has label {int(y.min())}; labels are -1 (unlabeled) or >= 0.")
     return y
-
-
-@contextmanager
-def _atomic_dir(path: Path):
-    """Yield a temporary sibling directory; on success, rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; an existing ``dst`` is moved aside first, then removed."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
-def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_npz(path) -> dict:

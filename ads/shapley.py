@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ads.errors import DataError, ParameterError, check_int
+from ads._validation import check_int, check_labels, check_matrix
+from ads.errors import DataError, ParameterError
 
 _OWNER = "knn_shapley"
 _MAX_JOBS = 4
@@ -180,27 +181,14 @@ def _check_inputs(x_train, y_train, x_val, y_val):
 
 
 def _as_matrix(a, name):
-    a = np.asarray(a)
-    if a.ndim != 2:
-        raise DataError(f"{name} of {_OWNER} must be 2-D (n, d). Got shape {a.shape}.")
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise DataError(f"{name} of {_OWNER} must be numeric. Got dtype {a.dtype}.")
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    if not np.isfinite(a).all():
-        raise DataError(f"{name} of {_OWNER} contains NaN or inf.")
-    return a
+    return check_matrix(a, name, _OWNER)
 
 
 def _as_labels(a, name):
     a = np.asarray(a)
-    if a.ndim != 1:
-        raise DataError(f"{name} of {_OWNER} must be 1-D. Got shape {a.shape}.")
-    if a.dtype.kind not in "iub":
-        if a.dtype.kind == "f" and np.isfinite(a).all() and np.all(a == np.round(a)):
-            a = a.astype(np.int64)
-        else:
-            raise DataError(f"{name} of {_OWNER} must hold integer class labels. Got dtype {a.dtype}.")
-    return a.astype(np.int64, copy=False)
+    if a.ndim == 1 and a.dtype.kind == "i":  # any integers are class ids here (no -1 rule)
+        return a.astype(np.int64, copy=False)
+    return check_labels(a, name, _OWNER)
 
 
 def _unique_rows(x):

@@ -39,9 +39,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from dvrl_data import LOADERS, flip_labels  # noqa: E402
+
 from ads.dvrl import DVRL  # noqa: E402
 from ads.shapley import knn_shapley  # noqa: E402
-from dvrl_data import LOADERS, flip_labels  # noqa: E402
 
 log = logging.getLogger("bench.dvrl")
 

@@ -357,7 +357,8 @@ def run_peers(folder, batch, args, tmp, ours):
 
 def _brief(res):
     if "na" in res:
-        return f"n/a ({res['na']}{' > %gs' % res['timeout_s'] if 'timeout_s' in res else ''})"
+        limit = f" > {res['timeout_s']:g}s" if "timeout_s" in res else ""
+        return f"n/a ({res['na']}{limit})"
     keys = [k for k in ("total_s", "strategy_s", "seconds", "value_s", "score_s") if k in res]
     return ", ".join(f"{k} {res[k]:.2f}" for k in keys) + f", peak extra {res['peak_extra_kib'] / 1024:.0f} MiB"
 

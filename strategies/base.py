@@ -12,16 +12,16 @@ each entry point names a :class:`Strategy` subclass; its key is the strategy's n
 
 from __future__ import annotations
 
-import numbers
 from importlib.metadata import entry_points
 
 import numpy as np
 
+from ads._validation import check_random_state
 from ads.errors import DataError, ParameterError, check_int
 
 ENTRY_POINT_GROUP = "ads.strategies"
 
-_REGISTRY: dict[str, type["Strategy"]] = {}
+_REGISTRY: dict[str, type[Strategy]] = {}
 
 
 class Strategy:
@@ -108,19 +108,8 @@ def _check_proba(proba: np.ndarray, owner: str) -> None:
 
 
 def _check_random_state(random_state, owner: str) -> np.random.Generator:
-    """None, an int >= 0, a SeedSequence or a Generator (used as is) -> Generator."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, np.random.SeedSequence) or (
-        isinstance(random_state, numbers.Integral)
-        and not isinstance(random_state, bool)
-        and random_state >= 0
-    ):
-        return np.random.default_rng(random_state)
-    raise ParameterError(
-        f"The 'random_state' parameter of strategy {owner!r} must be None, an int >= 0 "
-        f"or a numpy Generator. Got {random_state!r}."
-    )
+    """None, an int in [0, 2**32 - 1], a SeedSequence or a Generator (used as is) -> Generator."""
+    return np.random.default_rng(check_random_state(random_state, f"strategy {owner!r}"))
 
 
 def weighted_draw(rng: np.random.Generator, weights: np.ndarray) -> int:

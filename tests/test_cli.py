@@ -45,16 +45,22 @@ def test_select_features_end_to_end(tmp_path, feature_stores):
     assert {r["id"] for r in rows} <= pool_ids
     assert "60 candidates after pre-selection" in r.output  # max(20, ceil(0.1 * 600))
     first = out.read_text()
-    assert run(args, tmp_path).exit_code == 0
+    again = run(args, tmp_path)
+    assert again.exit_code == 2 and "already exists; pass --overwrite" in again.output  # one policy for outputs
+    assert out.read_text() == first
+    assert run(args + ["--overwrite"], tmp_path).exit_code == 0
     assert out.read_text() == first  # same seed -> same selection
 
 
 @pytest.mark.parametrize("top_m,aggregate", [(10, "max"), (3, "weighted"), (2, "mean")])
 def test_preselection_keeps_top_scores(tmp_path, feature_stores, top_m, aggregate):
+    import strategies
+    from ads.score import make_scorer
     from ads.select import select
 
     sel = select(feature_stores["pool"], feature_stores["labeled"], feature_stores["val"], budget=10, fraction=0.05,
-                 top_m=top_m, aggregate=aggregate, progress=False, use_cache=False)
+                 scorer=make_scorer("knn-shapley", top_m=top_m, aggregate=aggregate),
+                 strategy=strategies.get("coreset"), progress=False)
     # Recompute the scores independently of the pipeline's pre-selection.
     pool = open_pool(feature_stores["pool"])
     lab = open_pool(feature_stores["labeled"])
@@ -86,9 +92,15 @@ def test_select_images_trains_network_and_reuses_cache(tmp_path, image_stores):
     r = run(args, tmp_path)
     assert r.exit_code == 0, r.output
     assert "embedding model cnn: validation accuracy" in r.output
-    r2 = run(args, tmp_path)
-    assert "reusing cache" in r2.output
+    r2 = run(args + ["--overwrite"], tmp_path)
+    assert "reusing cache" in r2.output and "embedding model" not in r2.output
     assert read_csv(tmp_path / "s.csv") and len(read_csv(tmp_path / "s.csv")) == 15
+    # `ads value` on the same stores and network reuses select's embeddings (no retraining)
+    r3 = run(["value", "--labeled", image_stores["labeled"], "--val", image_stores["val"], "--epochs", 3,
+              "--out", tmp_path / "v.csv"], tmp_path)
+    assert r3.exit_code == 0, r3.output
+    assert "reusing cache" in r3.output and "embedding model" not in r3.output
+    assert len(read_csv(tmp_path / "v.csv")) == 200
 
 
 def test_value_features_equals_library(tmp_path, feature_stores):
@@ -107,7 +119,7 @@ def test_pool_create_and_info(tmp_path, digits):
     np.savez(tmp_path / "f.npz", x=feats[:30], y=y[:30])
     r = run(["pool", "create", tmp_path / "f.zarr", "--from-npz", tmp_path / "f.npz", "--json"])
     assert r.exit_code == 0, r.output
-    info = json.loads(r.output)
+    info = json.loads(r.stdout)
     assert info["kind"] == "features" and info["shape"] == [30, 64] and info["labeled"] == 30
     r = run(["pool", "info", tmp_path / "f.zarr"])
     assert "labeled    30 of 30" in r.output
@@ -127,12 +139,12 @@ def _bad_cases(stores, tmp_path):
     base = ["select", "--pool", p, "--labeled", l, "--val", v]
     return [
         (["select", "--pool", tmp_path / "missing.zarr", "--labeled", l, "--budget", 5], r"pool '.*missing.zarr' does not exist"),
-        (base + ["--budget", 601], r"'budget' parameter \(601\) is larger than the pool '.*pool.zarr' \(600 points\)"),
+        (base + ["--budget", 601], r"'budget' parameter of ads select \(601\) is larger than the pool '.*pool.zarr' \(600 points\)"),
         (base + ["--budget", 0], r"'budget' parameter of ads select must be an int >= 1. Got 0"),
         (base + ["--budget", 5, "--fraction", 0], r"'fraction' parameter of ads select must be a number in \(0, 1\]"),
         (base + ["--budget", 5, "--strategy", "nope"], r"Unknown strategy 'nope'. Valid strategies: .*coreset"),
         (["select", "--pool", p, "--labeled", no9, "--val", v, "--budget", 5], r"class '9' has no labeled point"),
-        (["select", "--pool", p, "--labeled", narrow, "--val", v, "--budget", 5], r"feature dimension \(10,\); pool .* has \(64,\)"),
+        (["select", "--pool", p, "--labeled", narrow, "--val", v, "--budget", 5], r"feature dimension \(64,\); the labeled store '.*narrow.zarr' has \(10,\)"),
         (["select", "--pool", p, "--labeled", nan, "--val", v, "--budget", 5], r"array 'x' has NaN or inf at row 4"),
         (["value", "--labeled", l, "--val", narrow, "--out", tmp_path / "v.csv"], r"feature dimension"),
     ]

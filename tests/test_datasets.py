@@ -12,7 +12,7 @@ from ads.pool import open_pool
 
 @pytest.fixture(scope="module")
 def mnist():
-    return load_mnist(progress=lambda m: None)
+    return load_mnist()
 
 
 def test_mnist_splits_are_real(mnist):
@@ -25,7 +25,7 @@ def test_mnist_splits_are_real(mnist):
 
 
 def test_make_mnist_stores(tmp_path, mnist):
-    paths = make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, seed=1, progress=lambda m: None)
+    paths = make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, seed=1)
     lab, val, test, pool = (open_pool(paths[k]) for k in ("labeled", "val", "test", "pool"))
     assert (lab.n, val.n, test.n, pool.n) == (100, 50, 80, 300)
     assert np.bincount(lab.y(), minlength=10).tolist() == [10] * 10
@@ -35,13 +35,13 @@ def test_make_mnist_stores(tmp_path, mnist):
     np.testing.assert_array_equal(pool.hidden("y"), mnist["train"][1][idx])
     np.testing.assert_array_equal(pool.read_x()[..., 0], mnist["train"][0][idx])
     with pytest.raises(ParameterError, match=r"already exists; pass --overwrite"):
-        make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80, progress=lambda m: None)
+        make_mnist(tmp_path, labeled=100, val=50, pool=300, test=80)
     with pytest.raises(ParameterError, match=r"labeled \+ val \+ pool must be <= 60000"):
-        make_mnist(tmp_path / "b", labeled=1000, pool=58600, progress=lambda m: None)
+        make_mnist(tmp_path / "b", labeled=1000, pool=58600)
 
 
 def test_large_pool_takes_validation_rest(tmp_path, mnist):
-    p = make_mnist(tmp_path, labeled=40000, val=100, pool=10050, test=10, seed=2, progress=lambda m: None)
+    p = make_mnist(tmp_path, labeled=40000, val=100, pool=10050, test=10, seed=2)
     pool, val = open_pool(p["pool"]), open_pool(p["val"])
     ids = pool.ids()
     from_val = [i for i in ids if i.startswith("val-")]
@@ -51,10 +51,13 @@ def test_large_pool_takes_validation_rest(tmp_path, mnist):
 
 
 def test_select_on_mnist(tmp_path):
+    import strategies
     from ads.embed import EmbedConfig
+    from ads.score import make_scorer
     from ads.select import select
 
-    p = make_mnist(tmp_path, labeled=200, val=100, pool=1000, test=10, seed=0, progress=lambda m: None)
-    sel = select(p["pool"], p["labeled"], p["val"], budget=30, embed=EmbedConfig(epochs=4), progress=False, use_cache=False)
+    p = make_mnist(tmp_path, labeled=200, val=100, pool=1000, test=10, seed=0)
+    sel = select(p["pool"], p["labeled"], p["val"], budget=30, scorer=make_scorer("knn-shapley"),
+                 strategy=strategies.get("coreset"), embed=EmbedConfig(epochs=4), progress=False)
     assert len(set(sel.ids)) == 30 and sel.n_candidates == 100
     assert sel.val_accuracy > 0.5  # a real network on real digits, 4 epochs on 200 images

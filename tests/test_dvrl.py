@@ -161,8 +161,8 @@ def test_mlp_and_module_factory_predictors(small):
         (dict(iterations=0), r"The 'iterations' parameter of DVRL must be an int >= 1. Got 0."),
         (dict(layer_number=2), r"The 'layer_number' parameter of DVRL must be an int >= 3. Got 2."),
         (dict(batch_size=2.5), r"The 'batch_size' parameter of DVRL must be an int >= 1. Got 2.5."),
-        (dict(learning_rate=-1), r"The 'learning_rate' parameter of DVRL must be a float > 0. Got -1."),
-        (dict(predictor_lr=float("nan")), r"The 'predictor_lr' parameter of DVRL must be a float > 0. Got nan."),
+        (dict(learning_rate=-1), r"The 'learning_rate' parameter of DVRL must be a number > 0. Got -1."),
+        (dict(predictor_lr=float("nan")), r"The 'predictor_lr' parameter of DVRL must be a number > 0. Got nan."),
         (dict(predictor="svm"), r"The 'predictor' parameter of DVRL must be one of \['logistic', 'mlp'\] or a callable"),
         (dict(predictor=lambda d, c: "nope"), r"The callable returned str"),
         (dict(metric="f1"), r"The 'metric' parameter of DVRL must be one of \['accuracy', 'log_loss', 'auc'\]. Got 'f1'."),
@@ -170,7 +170,7 @@ def test_mlp_and_module_factory_predictors(small):
         (dict(top_m=0), r"The 'top_m' parameter of DVRL must be an int >= 1. Got 0."),
         (dict(standardize="yes"), r"The 'standardize' parameter of DVRL must be a bool. Got 'yes'."),
         (dict(n_jobs=0), r"The 'n_jobs' parameter of DVRL must be an int >= 1. Got 0."),
-        (dict(random_state="a"), r"The 'random_state' parameter of DVRL must be an int or None. Got 'a'."),
+        (dict(random_state="a"), r"The 'random_state' parameter of DVRL must be None, an int in \[0, 2\*\*32 - 1\], a SeedSequence or a numpy Generator. Got 'a'."),
     ],
 )
 def test_bad_parameters(small, params, message):
@@ -182,21 +182,21 @@ def test_bad_parameters(small, params, message):
 def test_bad_data(small, fitted):
     X, y, Xv, yv, Xp = small
     fit = DVRL(**FAST).fit
-    with pytest.raises(DataError, match=r"y must have shape \(120,\), one label per row. Got shape \(119,\)."):
+    with pytest.raises(DataError, match=r"y of DVRL has 119 labels; expected 120 \(one per row\)."):
         fit(X, y[:-1], Xv, yv)
     bad = X.copy()
     bad[7, 3] = np.nan
-    with pytest.raises(DataError, match=r"X contains NaN or inf \(first bad row 7\)."):
+    with pytest.raises(DataError, match=r"X of DVRL contains NaN or inf \(first bad row 7\)."):
         fit(bad, y, Xv, yv)
-    with pytest.raises(DataError, match=r"X_val must have 64 features like the training set. Got shape \(60, 10\)."):
+    with pytest.raises(DataError, match=r"X_val of DVRL has 10 columns; expected 64."):
         fit(X, y, Xv[:, :10], yv)
-    with pytest.raises(DataError, match=r"X must have shape \(n, d\) with n >= 1 and d >= 1. Got shape \(120,\)."):
+    with pytest.raises(DataError, match=r"X of DVRL must be 2-D \(n, d\). Got shape \(120,\)."):
         fit(X[:, 0], y, Xv, yv)
-    with pytest.raises(DataError, match=r"y must hold class labels >= 0 \(no unlabeled -1\). Got -1."):
+    with pytest.raises(DataError, match=r"y of DVRL must hold class labels >= 0 \(no unlabeled -1\). Got -1."):
         fit(X, np.where(np.arange(120) == 0, -1, y), Xv, yv)
-    with pytest.raises(DataError, match=r"y must hold integer class labels 0..C-1. Got dtype float64."):
+    with pytest.raises(DataError, match=r"y of DVRL must hold integer class labels. Got dtype float64."):
         fit(X, y + 0.5, Xv, yv)
-    with pytest.raises(DataError, match=r"y_val must hold class labels < n_classes=5. Got 9."):
+    with pytest.raises(DataError, match=r"y_val of DVRL must hold class labels < n_classes=5. Got 9."):
         fit(X, np.minimum(y, 4), Xv, yv, n_classes=5)
     with pytest.raises(DataError, match=r"metric='auc' needs every one of the 10 classes in y_val. Got 9."):
         DVRL(metric="auc", **FAST).fit(X, y, Xv[yv != 3], yv[yv != 3], n_classes=10)
@@ -204,7 +204,14 @@ def test_bad_data(small, fitted):
         DVRL().predict(Xp, np.ones((30, 10)) / 10)
     with pytest.raises(DataError, match=r"proba must have shape \(30, 10\). Got \(30, 3\)."):
         fitted.predict(Xp, np.ones((30, 3)) / 3)
-    with pytest.raises(DataError, match=r"X must have 64 features like the training set. Got shape \(30, 5\)."):
+    with pytest.raises(DataError, match=r"X of DVRL has 5 columns; expected 64."):
         fitted.predict(Xp[:, :5], np.ones((30, 10)) / 10)
     with pytest.raises(ParameterError, match=r"The 'aggregate' parameter of DVRL must be one of"):
         fitted.predict(Xp, np.ones((30, 10)) / 10, aggregate="min")
+
+
+def test_random_state_accepts_a_generator_like_the_strategies(small):
+    X, y, Xv, yv, _ = small
+    a = DVRL(random_state=np.random.default_rng(5), **FAST).fit(X, y, Xv, yv).values_
+    b = DVRL(random_state=np.random.default_rng(5), **FAST).fit(X, y, Xv, yv).values_
+    np.testing.assert_array_equal(a, b)

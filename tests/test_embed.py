@@ -46,7 +46,7 @@ def test_feature_embedder_identity_and_one_class(digits):
 
 
 def test_bad_config():
-    with pytest.raises(ParameterError, match=r"'arch' parameter must be one of"):
+    with pytest.raises(ParameterError, match=r"'arch' parameter of the embedding network must be one of"):
         EmbedConfig(arch="vgg").validate()
     with pytest.raises(ParameterError, match=r"'epochs' parameter of the embedding network must be an int >= 1. Got 0"):
         EmbedConfig(epochs=0).validate()

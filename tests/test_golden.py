@@ -40,7 +40,7 @@ def _digits_stores(root: Path):
 def _mnist_stores(root: Path):
     from ads.datasets import make_mnist
 
-    make_mnist(root, labeled=200, val=100, pool=1000, test=100, seed=3, progress=lambda *a: None)
+    make_mnist(root, labeled=200, val=100, pool=1000, test=100, seed=3)
     return root
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -37,16 +36,25 @@ def stores(tmp_path, digits):
     return {k: str(v) for k, v in out.items()}
 
 
-def _config(stores, **kw):
+def _config(stores, dvrl_iterations=None, **kw):
     base = dict(pool=stores["pool"], labeled=stores["labeled"], val=stores["val"], test=stores["test"], rounds=3,
                 budget=10, strategy="coreset", fraction=0.2, seed=0)
     base.update(kw)
+    if dvrl_iterations is not None:
+        base["scorer_params"] = {"iterations": dvrl_iterations}
     return L.LoopConfig(**base)
+
+
+def _resume(workdir, **kw):
+    """The loop with the parts its configuration names, built as the CLI builds them."""
+    from cli import resume_run
+
+    return resume_run(workdir, **kw)
 
 
 def test_loop_records_and_no_double_labeling(tmp_path, stores):
     run = L.start(_config(stores), tmp_path / "run")
-    state = L.resume(run.dir, progress=False)
+    state = _resume(run.dir, progress=False)
     recs = L.read_rounds(run.dir)
     assert [r["round"] for r in recs] == [0, 1, 2, 3]
     assert [r["n_labeled"] for r in recs] == [100, 110, 120, 130]
@@ -109,7 +117,7 @@ def test_resume_after_real_kill_matches_uninterrupted_run(tmp_path, stores):
 
 def test_external_oracle_and_label_import(tmp_path, stores):
     run = L.start(_config(stores, oracle="external", rounds=2), tmp_path / "ext")
-    state = L.resume(run.dir, progress=False)
+    state = _resume(run.dir, progress=False)
     assert state["stage"] == "label"
     to_label = (run.dir / "round-0" / "to_label.csv").read_text().split()[1:]
     assert len(to_label) == 10
@@ -120,24 +128,24 @@ def test_external_oracle_and_label_import(tmp_path, stores):
     with pytest.raises(DataError, match=r"lacks 1 of the batch's ids"):
         L.import_labels(run.dir, bad)
     bad.write_text("id,label\n" + "\n".join(f"{i},{'zebra' if n == 3 else hidden[i]}" for n, i in enumerate(to_label)) + "\n")
-    with pytest.raises(DataError, match=r"line 5: label 'zebra' is not a class name or index 0..9"):
+    with pytest.raises(DataError, match=r"line 5: label 'zebra' is not a class name, an index 0..9 or 'reject'"):
         L.import_labels(run.dir, bad)
     assert L.Run(run.dir).load()["added"] == []  # failed imports change nothing
     good = tmp_path / "good.csv"
     good.write_text("id,label\n" + "\n".join(f"{i},{hidden[i]}" for i in to_label) + "\n")
     r = _cli(["label", run.dir, "--import", good, "--no-continue", "-q"])
     assert r.returncode == 0, r.stderr
-    state = L.resume(run.dir, progress=False)  # continues to round 1, waits again
+    state = _resume(run.dir, progress=False)  # continues to round 1, waits again
     assert state["round"] == 1 and state["stage"] == "label"
     # the same run with the hidden oracle picks the same first batch
     hid = L.start(_config(stores, rounds=2), tmp_path / "hid")
-    L.resume(hid.dir, progress=False, max_rounds=1)
+    _resume(hid.dir, progress=False, max_rounds=1)
     assert [a[0] for a in L.Run(hid.dir).load()["added"]] == to_label
 
 
 def test_report_table_and_figure(tmp_path, stores):
     run = L.start(_config(stores, rounds=2), tmp_path / "r1")
-    L.resume(run.dir, progress=False)
+    _resume(run.dir, progress=False)
     r = _cli(["report", run.dir, "--out", tmp_path / "rep.png"])
     assert r.returncode == 0, r.stderr
     assert "labeled" in r.stdout and len(r.stdout.strip().splitlines()) == 4
@@ -148,8 +156,8 @@ def test_report_table_and_figure(tmp_path, stores):
 
 def test_loop_with_dvrl_scorer(tmp_path, stores):
     run = L.start(_config(stores, rounds=1, scorer="dvrl", dvrl_iterations=10), tmp_path / "dv")
-    L.resume(run.dir, progress=False)
+    _resume(run.dir, progress=False)
     recs = L.read_rounds(run.dir)
     assert len(recs[0]["picked"]) == 10 and recs[0]["seconds"]["value"] > 0
-    with pytest.raises(ParameterError, match=r"'scorer' parameter of ads loop must be one of"):
+    with pytest.raises(ParameterError, match=r"Unknown scorer 'shap'. Valid scorers: dvrl, knn-shapley"):
         L.start(_config(stores, scorer="shap"), tmp_path / "bad")

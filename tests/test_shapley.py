@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import brute_force_shapley, recursion_shapley
 
 from ads import shapley
 from ads.errors import DataError, ParameterError
 from ads.shapley import _block_values, _block_values_torch, _recursion_coefficients, _unique_rows, knn_shapley
+from reference import brute_force_shapley, recursion_shapley
 
 
 def _int_data(rng, n, n_val, d=3, classes=3, hi=4):
@@ -94,7 +94,7 @@ def test_blocking_and_threads_do_not_change_values():
 
 
 def test_torch_kernel_equals_numpy_kernel():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 8))
     x[150:] = x[:150]  # duplicates

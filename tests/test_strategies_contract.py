@@ -134,12 +134,12 @@ class StrategyContract:
         with pytest.raises(DataError, match=r"X_labeled of strategy '\w+' has 3 columns; X has 64\."):
             self.select(strategy_name, X, 2, **self.kwargs(digits_data, X_labeled=np.zeros((4, 3))))
 
-    @pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+    @pytest.mark.parametrize("seed", [-1, 1.5, "0", True, 2**32])
     def test_bad_random_state(self, strategy_name, digits_data, seed):
         with pytest.raises(
             ParameterError,
-            match=r"The 'random_state' parameter of strategy '\w+' must be None, an int >= 0 "
-            r"or a numpy Generator\. Got ",
+            match=r"The 'random_state' parameter of strategy '\w+' must be None, an int in \[0, 2\*\*32 - 1\], "
+            r"a SeedSequence or a numpy Generator\. Got ",
         ):
             self.select(strategy_name, digits_data[0], 2, **self.kwargs(digits_data, random_state=seed))
 

