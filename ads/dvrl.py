@@ -43,6 +43,8 @@ import contextlib
 import math
 import sys
 import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -56,6 +58,9 @@ from ads._validation import (
 )
 from ads.errors import DataError, ParameterError
 from ads.regress import AGGREGATIONS, aggregate_top, top_classes
+
+if TYPE_CHECKING:
+    import torch
 
 PREDICTORS = ("logistic", "mlp")
 METRICS = ("accuracy", "log_loss", "auc")
@@ -272,6 +277,25 @@ def _value_estimator(n_features: int, n_classes: int, hidden_dim: int, layer_num
     return dve
 
 
+def _select(p: np.ndarray, rng) -> np.ndarray:
+    """The selection s_i ~ Bernoulli(p_i); redrawn with probability 0.5 each while empty (reference)."""
+    sel = rng.random(p.shape[0]) < p
+    while not sel.any():
+        sel = rng.random(p.shape[0]) < 0.5
+    return sel
+
+
+def _policy_loss(prob, s, reward: float):
+    """DVE loss: -reward * log pi_phi(s) (REINFORCE, paper Sec. 3) + the reference's [0.1, 0.9] penalty."""
+    import torch
+
+    log_pi = (s * torch.log(prob + _EPSILON) + (1 - s) * torch.log(1 - prob + _EPSILON)).sum()
+    mean_p = prob.mean()
+    return -reward * log_pi + _PENALTY * (
+        torch.clamp(mean_p - _THRESHOLD, min=0) + torch.clamp((1 - _THRESHOLD) - mean_p, min=0)
+    )
+
+
 @contextlib.contextmanager
 def _threads(n: int | None):
     """Run with ``n`` torch intra-op threads, then restore the previous setting."""
@@ -286,6 +310,18 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class _FitData:
+    """The standardised training and validation sets of one fit, as the networks take them."""
+
+    x: torch.Tensor  # float32 (n, d)
+    x_val: torch.Tensor  # float32 (n_val, d)
+    y: torch.Tensor  # int64 (n,)
+    y_val: torch.Tensor  # int64 (n_val,)
+    y_val_np: np.ndarray  # y_val as given, for the metric
+    onehot: np.ndarray  # float64 (n, C), one-hot(y)
 
 
 # --------------------------------------------------------------------------- validation
@@ -455,22 +491,23 @@ class DVRL:
             return self._fit(X, y, X_val, y_val, n_classes)
 
     def _fit(self, X, y, X_val, y_val, n_classes):
+        """Algorithm 1 of the paper, as the reference code runs it, one step per method below."""
+        data = self._prepare(X, y, X_val, y_val, n_classes)
+        rng = np.random.default_rng(self.random_state)
+        batch_gen = self._init_networks(rng)
+        self._fit_baselines(data, batch_gen)
+        self._train_estimator(data, rng, batch_gen)
+        return self._finish(data)
+
+    def _prepare(self, X, y, X_val, y_val, n_classes) -> _FitData:
+        """Check the inputs, standardise them with the training set's statistics, make tensors."""
         import torch
-        from tqdm.auto import tqdm
 
         X = _check_features(X, "X")
         y = _check_labels(y, "y", X.shape[0])
         X_val = _check_features(X_val, "X_val", X.shape[1])
         y_val = _check_labels(y_val, "y_val", X_val.shape[0])
-        C = int(max(y.max(), y_val.max())) + 1 if n_classes is None else check_int(n_classes, "n_classes", _OWNER, min_value=2)
-        if C < 2:
-            raise DataError(f"{_OWNER} needs at least 2 classes. Got labels of a single class {int(y.max())}.")
-        for name, lab in (("y", y), ("y_val", y_val)):
-            check_labels(lab, name, _OWNER, n_classes=C)
-        if self.metric == "auc" and np.unique(y_val).size < C:
-            raise DataError(f"metric='auc' needs every one of the {C} classes in y_val. Got {np.unique(y_val).size}.")
-
-        rng = np.random.default_rng(self.random_state)
+        C = self._check_classes(y, y_val, n_classes)
         self.n_classes_, self.n_features_in_ = C, X.shape[1]
         if self.standardize:
             self.mean_ = X.mean(axis=0)
@@ -478,10 +515,23 @@ class DVRL:
             self.scale_ = np.where(scale > 0, scale, 1.0)
         else:
             self.mean_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
-        x_t = self._features(X)
-        xv_t = self._features(X_val)
-        y_t, yv_t = torch.as_tensor(y), torch.as_tensor(y_val)
-        onehot = np.eye(C)[y]
+        return _FitData(x=self._features(X), x_val=self._features(X_val), y=torch.as_tensor(y),
+                        y_val=torch.as_tensor(y_val), y_val_np=y_val, onehot=np.eye(C)[y])
+
+    def _check_classes(self, y, y_val, n_classes) -> int:
+        """The number of classes C, checked against both label sets and the metric."""
+        C = int(max(y.max(), y_val.max())) + 1 if n_classes is None else check_int(n_classes, "n_classes", _OWNER, min_value=2)
+        if C < 2:
+            raise DataError(f"{_OWNER} needs at least 2 classes. Got labels of a single class {int(y.max())}.")
+        for name, lab in (("y", y), ("y_val", y_val)):
+            check_labels(lab, name, _OWNER, n_classes=C)
+        if self.metric == "auc" and np.unique(y_val).size < C:
+            raise DataError(f"metric='auc' needs every one of the {C} classes in y_val. Got {np.unique(y_val).size}.")
+        return C
+
+    def _init_networks(self, rng) -> torch.Generator:
+        """Initial weights of f_theta and h_phi; returns the generator of the predictor's batches."""
+        import torch
 
         init_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         batch_gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -489,60 +539,70 @@ class DVRL:
             # torch.nn layers (and a module factory) draw initial weights from the global
             # torch RNG: seed it inside a fork so that the caller's RNG state is left alone.
             torch.manual_seed(int(rng.integers(2**62)))
-            self.predictor_ = _Predictor(self.predictor, X.shape[1], C, self.hidden_dim, self.predictor_lr,
-                                         self.inner_iterations, self.batch_size_predictor, init_gen)
-            self.dve_ = _value_estimator(X.shape[1], C, self.hidden_dim, self.layer_number, self.comb_dim, init_gen)
+            self.predictor_ = _Predictor(self.predictor, self.n_features_in_, self.n_classes_, self.hidden_dim,
+                                         self.predictor_lr, self.inner_iterations, self.batch_size_predictor, init_gen)
+            self.dve_ = _value_estimator(self.n_features_in_, self.n_classes_, self.hidden_dim, self.layer_number,
+                                         self.comb_dim, init_gen)
+        return batch_gen
 
+    def _fit_baselines(self, data: _FitData, batch_gen) -> None:
+        """The reference's additions to the paper: marginal information and a fixed reward baseline."""
         # Marginal information from a predictor fit on the validation set (reference val_model).
-        self.val_state_ = self.predictor_.train(xv_t, yv_t, batch_gen)
-        self.marginal_ = marginal_information(onehot, self.predictor_.proba(self.val_state_, x_t))
+        self.val_state_ = self.predictor_.train(data.x_val, data.y_val, batch_gen)
+        self.marginal_ = marginal_information(data.onehot, self.predictor_.proba(self.val_state_, data.x))
         # Fixed baseline: the predictor trained on all training points (reference ori_model).
-        full_state = self.predictor_.train(x_t, y_t, batch_gen)
-        self.baseline_ = _performance(self.metric, y_val, self.predictor_.proba(full_state, xv_t))
+        full_state = self.predictor_.train(data.x, data.y, batch_gen)
+        self.baseline_ = _performance(self.metric, data.y_val_np, self.predictor_.proba(full_state, data.x_val))
 
-        onehot_t = torch.as_tensor(onehot, dtype=torch.float32)
-        marg_t = torch.as_tensor(self.marginal_, dtype=torch.float32)
+    def _train_estimator(self, data: _FitData, rng, batch_gen) -> None:
+        """The outer loop of Algorithm 1: ``iterations`` REINFORCE updates of the DVE on random batches."""
+        import torch
+        from tqdm.auto import tqdm
+
+        inputs = (data.x, torch.as_tensor(data.onehot, dtype=torch.float32),
+                  torch.as_tensor(self.marginal_, dtype=torch.float32))
         opt = torch.optim.Adam(self.dve_.parameters(), lr=self.learning_rate)
-        n, batch = X.shape[0], min(self.batch_size, X.shape[0])
-        rewards = np.empty(self.iterations)
-        rates = np.empty(self.iterations)
-        spreads = np.empty(self.iterations)
+        n = data.x.shape[0]
+        batch = min(self.batch_size, n)
+        rewards, rates, spreads = np.empty(self.iterations), np.empty(self.iterations), np.empty(self.iterations)
         bar = tqdm(range(self.iterations), desc="DVRL", unit="it", file=sys.stderr,
                    disable=not self.progress, leave=False, mininterval=1.0)
         self.dve_.train()
         for it in bar:
             idx = np.sort(rng.permutation(n)[:batch]) if batch < n else np.arange(n)
-            idx_t = torch.as_tensor(idx)
-            prob = self.dve_(x_t[idx_t], onehot_t[idx_t], marg_t[idx_t])
-            p = prob.detach().double().numpy()
-            sel = rng.random(batch) < p
-            while not sel.any():  # reference: redraw with probability 0.5 when nothing is selected
-                sel = rng.random(batch) < 0.5
-            chosen = torch.as_tensor(idx[sel])
-            state = self.predictor_.train(x_t[chosen], y_t[chosen], batch_gen)
-            reward = _performance(self.metric, y_val, self.predictor_.proba(state, xv_t)) - self.baseline_
-
-            s = torch.as_tensor(sel, dtype=torch.float32)
-            log_pi = (s * torch.log(prob + _EPSILON) + (1 - s) * torch.log(1 - prob + _EPSILON)).sum()
-            mean_p = prob.mean()
-            loss = -reward * log_pi + _PENALTY * (
-                torch.clamp(mean_p - _THRESHOLD, min=0) + torch.clamp((1 - _THRESHOLD) - mean_p, min=0)
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            reward, p = self._reinforce_step(data, inputs, idx, rng, batch_gen, opt)
             rewards[it], rates[it], spreads[it] = reward, float(p.mean()), float(p.std())
             if self.progress and (it + 1) % 50 == 0:
                 bar.set_postfix(reward=f"{rewards[it - 49:it + 1].mean():+.4f}", mean_p=f"{rates[it]:.3f}", refresh=False)
         bar.close()
         self.dve_.eval()
         self.rewards_, self.selection_rate_, self.spread_ = rewards, rates, spreads
-        self.values_ = self._dve(x_t, onehot, self.marginal_)
+
+    def _reinforce_step(self, data: _FitData, inputs, idx, rng, batch_gen, opt) -> tuple[float, np.ndarray]:
+        """One iteration of Algorithm 1: s ~ Bernoulli(h_phi), f_theta trained on s, one step on phi."""
+        import torch
+
+        idx_t = torch.as_tensor(idx)
+        prob = self.dve_(*(t[idx_t] for t in inputs))
+        p = prob.detach().double().numpy()
+        sel = _select(p, rng)
+        chosen = torch.as_tensor(idx[sel])
+        state = self.predictor_.train(data.x[chosen], data.y[chosen], batch_gen)
+        reward = _performance(self.metric, data.y_val_np, self.predictor_.proba(state, data.x_val)) - self.baseline_
+        loss = _policy_loss(prob, torch.as_tensor(sel, dtype=torch.float32), reward)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return reward, p
+
+    def _finish(self, data: _FitData) -> DVRL:
+        """The data values h_phi(x, y) of the training points; warn if they collapsed."""
+        self.values_ = self._dve(data.x, data.onehot, self.marginal_)
         if self.values_.std() < 1e-3:
             warnings.warn(
                 f"DVRL values collapsed to about {self.values_.mean():.3f} for every point (std "
                 f"{self.values_.std():.1e}); try another random_state, metric or learning_rate.",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning, stacklevel=4,  # _finish -> _fit -> fit -> the caller of fit
             )
         return self
 

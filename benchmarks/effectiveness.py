@@ -48,7 +48,7 @@ COARSE = ("clean", "corrupted", "shifted", "off-task", "mislabeled")
 
 def coarse(tag: str) -> str:
     try:
-        from ads.cheap import coarse_source
+        from ads.datasets.cheap import coarse_source
 
         return coarse_source(tag)
     except ImportError:  # pragma: no cover
@@ -60,17 +60,15 @@ def build_data(pool_name: str, root: Path, args) -> dict:
     paths = {n: out / f"{n}.zarr" for n in ("labeled", "val", "test", "pool")}
     if all(p.exists() for p in paths.values()):
         return {k: str(v) for k, v in paths.items()}
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if pool_name == "curated":
         from ads.datasets import make_mnist
 
         return make_mnist(out, labeled=args.labeled, val=args.val, pool=args.pool, test=args.test,
-                          seed=args.data_seed, overwrite=True, progress=log)
-    from ads.cheap import make_cheap_mnist
+                          seed=args.data_seed, overwrite=True)
+    from ads.datasets.cheap import make_cheap_mnist
 
     return {k: str(v) for k, v in make_cheap_mnist(out, labeled=args.labeled, val=args.val, pool=args.pool,
-                                                   test=args.test, seed=args.data_seed, overwrite=True,
-                                                   progress=log).items()}
+                                                   test=args.test, seed=args.data_seed, overwrite=True).items()}
 
 
 def run_one(data: dict, name: str, seed: int, workdir: Path, args) -> list[dict]:
@@ -81,11 +79,14 @@ def run_one(data: dict, name: str, seed: int, workdir: Path, args) -> list[dict]
     if not run.exists():
         cfg = L.LoopConfig(pool=data["pool"], labeled=data["labeled"], val=data["val"], test=data["test"],
                            rounds=args.rounds, budget=args.budget, strategy=strategy, fraction=fraction, seed=seed,
-                           oracle="hidden", epochs=args.epochs, arch="cnn", aggregate=rest[0] if rest else "max")
+                           oracle="hidden", embed={"epochs": args.epochs, "arch": "cnn"},
+                           scorer_params={"aggregate": rest[0] if rest else "max"})
         L.start(cfg, workdir)
     if run.load()["stage"] != "done":
         t = time.time()
-        L.resume(workdir, progress=False, log=lambda m: print(f"[{workdir.name}] {m}", file=sys.stderr, flush=True))
+        from cli import resume_run
+
+        resume_run(workdir, progress=False)
         print(f"[{workdir.name}] finished in {time.time() - t:.0f}s", file=sys.stderr, flush=True)
     return L.read_rounds(workdir)
 

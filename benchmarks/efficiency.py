@@ -116,39 +116,9 @@ def save_data(data, folder: Path):
 # ------------------------------------------------------------------------ oracles
 
 
-def naive_coreset(X, n, X_labeled):
-    """Plain greedy k-center: explicit float64 differences, full update after each pick."""
-    X = np.asarray(X, dtype=np.float64)
-    L = np.asarray(X_labeled, dtype=np.float64)
-    mind = np.array([((L - x) ** 2).sum(axis=1).min() for x in X])
-    picks = []
-    for _ in range(n):
-        i = int(np.argmax(mind))  # ties -> lowest index
-        picks.append(i)
-        np.minimum(mind, ((X - X[i]) ** 2).sum(axis=1), out=mind)
-        mind[i] = -np.inf
-    return np.array(picks)
-
-
-def naive_badge(H, proba, n, seed):
-    """BADGE with materialised gradient embeddings g_i = (p_i − e_ŷ) ⊗ h_i (Ash et al.).
-
-    First pick: largest ‖g‖²; then D² sampling, replaying the draw the contract fixes
-    (u = rng.random() * total, first cumulative sum > u).
-    """
-    rng = np.random.default_rng(seed)
-    U = np.asarray(proba, dtype=np.float64).copy()
-    U[np.arange(U.shape[0]), U.argmax(axis=1)] -= 1.0
-    G = (U[:, :, None] * np.asarray(H, dtype=np.float64)[:, None, :]).reshape(U.shape[0], -1)
-    c = int(np.argmax((G**2).sum(axis=1)))
-    picks, mind = [c], np.full(G.shape[0], np.inf)
-    for _ in range(n - 1):
-        np.minimum(mind, ((G - G[c]) ** 2).sum(axis=1), out=mind)
-        mind[picks] = 0.0
-        cs = np.cumsum(mind)
-        c = int(np.searchsorted(cs, rng.random() * cs[-1], side="right"))
-        picks.append(c)
-    return np.array(picks)
+# Shared with the tests: one module of independent, simple reference implementations.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import naive_badge, naive_coreset  # noqa: E402
 
 
 def oracle_check(seed):
@@ -219,7 +189,9 @@ def worker(spec):
         out["value_s"] = time.perf_counter() - t
         t = time.perf_counter()
         reg = ValueRegressor(n_neighbors=10, top_m=10, aggregate="max").fit(xl, yl, values, proba.shape[1])
-        step = 65536  # as ads.select.select scores the pool
+        from ads._validation import SCORE_BLOCK_ROWS
+
+        step = SCORE_BLOCK_ROWS  # as ads.select.score_pool scores the pool
         scores = np.concatenate([reg.predict(pool[s : s + step], proba[s : s + step])
                                  for s in range(0, pool.shape[0], step)])
         out["score_s"] = time.perf_counter() - t

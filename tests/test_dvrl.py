@@ -131,7 +131,10 @@ def test_scorer_aggregates_over_top_m_like_value_regressor(small, fitted, aggreg
 
 def test_values_do_not_collapse_and_flag_flipped_labels(noisy_cancer):
     X, y, Xv, yv, flipped = noisy_cancer
-    m = DVRL(iterations=150, inner_iterations=50, random_state=0, progress=False).fit(X, y, Xv, yv)
+    # lr 0.003 x 300 iterations: the REINFORCE trajectory at the default lr 0.01 x 150 was
+    # seed- and CPU-dependent here (lowest-20 % detection 0.18-0.90 over 6 seeds); this
+    # setting found 0.55-0.93 over seeds 0-5.
+    m = DVRL(iterations=300, learning_rate=0.003, inner_iterations=50, random_state=0, progress=False).fit(X, y, Xv, yv)
     v = m.values_
     assert v.std() > 0.05, f"values collapsed: std {v.std():.4f}"
     assert np.mean((v > 0.01) & (v < 0.99)) > 0.5, "values collapsed to 0/1"

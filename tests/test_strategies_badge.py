@@ -6,33 +6,8 @@ import numpy as np
 import pytest
 
 import strategies
+from reference import gradient_embeddings, naive_badge
 from strategies import badge
-
-
-def gradient_embeddings(H, proba):
-    """Materialised g_i, shape (n, C * d) (Ash et al. 2020, Sec. 3)."""
-    U = np.array(proba, dtype=np.float64)
-    U[np.arange(len(U)), U.argmax(1)] -= 1.0
-    return (U[:, :, None] * np.asarray(H, dtype=np.float64)[:, None, :]).reshape(len(U), -1)
-
-
-def naive_badge(H, proba, n, seed):
-    """k-means++ on materialised g; D² draws replay strategies.base.weighted_draw."""
-    G = gradient_embeddings(H, proba)
-    rng = np.random.default_rng(seed)
-    picks = [int(np.argmax((G**2).sum(1)))]
-    mind = np.full(len(G), np.inf)
-    while len(picks) < n:
-        mind = np.minimum(mind, ((G - G[picks[-1]]) ** 2).sum(1))
-        mind[picks] = 0.0
-        cum = np.cumsum(mind)
-        if cum[-1] > 0:
-            i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-        else:
-            free = np.setdiff1d(np.arange(len(G)), picks)
-            i = int(free[rng.integers(free.size)])
-        picks.append(i)
-    return np.array(picks)
 
 
 def random_problem(seed, n=300, d=12, c=5):

@@ -13,28 +13,8 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 import strategies
+from reference import naive_coreset
 from strategies import coreset as cs
-
-
-def naive_coreset(X, n, X_labeled=None):
-    """Greedy k-center, textbook: full update after each pick, ties -> lowest index."""
-    X = np.asarray(X, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", X, X)
-    mind = np.full(X.shape[0], np.inf)
-    if X_labeled is not None:
-        L = np.asarray(X_labeled, dtype=np.float64)
-        for l in L:
-            d = np.maximum((l @ l - 2.0 * (X @ l)) + sq, 0.0)
-            mind = np.minimum(mind, d)
-    picks = []
-    for _ in range(n):
-        i = int(np.argmax(mind))
-        picks.append(i)
-        d = np.maximum((sq[i] - 2.0 * (X @ X[i])) + sq, 0.0)
-        mind = np.minimum(mind, d)
-        mind[i] = -1.0
-    return np.array(picks, dtype=np.int64)
-
 
 SIZES = [1, 2, 5, 64, 2048]
 

