@@ -279,7 +279,7 @@ class EmbeddingCache:
 def embed_config_key(cfg: EmbedConfig) -> dict:
     import torch
 
-    return {**asdict(cfg), "torch": torch.__version__, "v": 1}
+    return {**asdict(cfg), "torch": torch.__version__, "v": 2}
 
 
 def default_cache_root() -> Path:
@@ -304,6 +304,7 @@ class Embeddings:
     val_accuracy: float
     arch: str
     cached: bool
+    proba_val: np.ndarray | None = None  # (n_val, C): calibration of threshold pre-selection
 
 
 def fit_embedder(kind: str, data, n_classes: int, config: EmbedConfig | None = None, *, progress: bool = True):
@@ -347,15 +348,16 @@ def embed_stores(task, pool=None, config: EmbedConfig | None = None, *, cache: E
     if lab is not None and (pool is None or hit is not None):
         logger.info("embeddings: reusing cache %s", cache.root / (key_pool or key_lab))
         return Embeddings(lab["emb"], lab["emb_val"], None if hit is None else hit["emb_pool"],
-                          None if hit is None else hit["proba_pool"], float(lab["val_accuracy"]), str(lab["arch"]), True)
+                          None if hit is None else hit["proba_pool"], float(lab["val_accuracy"]), str(lab["arch"]), True,
+                          lab["proba_val"])
     model = fit_embedder(task.kind, task.data, task.n_classes, config, progress=progress)
     emb, _ = model.transform(task.data.x)
-    emb_val, _ = model.transform(task.data.x_val)
+    emb_val, proba_val = model.transform(task.data.x_val)
     emb_pool = proba_pool = None
     if pool is not None:
         emb_pool, proba_pool = transform_store(model, pool, progress=progress)
-    cache.save(key_lab, {"emb": emb, "emb_val": emb_val, "val_accuracy": np.array(model.val_accuracy_),
-                         "arch": np.array(model.arch_)})
+    cache.save(key_lab, {"emb": emb, "emb_val": emb_val, "proba_val": proba_val,
+                         "val_accuracy": np.array(model.val_accuracy_), "arch": np.array(model.arch_)})
     if pool is not None:
         cache.save(key_pool, {"emb_pool": emb_pool, "proba_pool": proba_pool})
-    return Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False)
+    return Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_val)

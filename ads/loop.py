@@ -216,9 +216,9 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     from ads.embed import Embeddings
 
     emb, _ = model.transform(data.x)
-    emb_val, _ = model.transform(data.x_val)
+    emb_val, proba_val = model.transform(data.x_val)
     emb_pool, proba_pool = transform_store(model, pool, progress=progress)
-    em = Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False)
+    em = Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_val)
     seconds["train_embed"] = time.perf_counter() - t
     exclude = np.zeros(pool.n, dtype=bool)
     exclude[rows] = True

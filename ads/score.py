@@ -9,7 +9,11 @@ so a scorer never needs the whole pool at once. Built-in scorers:
   points (:class:`ads.valuers.KNNShapleyValuer`) carried to the pool by per-class kNN
   value regressors (:class:`ads.regress.ValueRegressor`), aggregated over each point's
   top-m classes;
-- ``dvrl``: a DVRL value estimator evaluated at (x, c) for each of the top-m classes.
+- ``dvrl``: a DVRL value estimator evaluated at (x, c) for each of the top-m classes;
+- ``direct``: the exact KNN-Shapley value (x, c) would receive if it were added to the
+  labeled set (closed form, :class:`ads.shapley.DirectValueTables`), in expectation over
+  p(c|x) by default. No regression: a point far from every labeled point of class c gets
+  the value such a point really has, not an extrapolation.
 
 Third-party scorers register through the entry-point group ``ads.scorers``.
 """
@@ -39,6 +43,15 @@ class Scorer:
 
     def score(self, X, proba) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover
+
+    def class_values(self, X) -> np.ndarray:
+        """Per-class values before aggregation, (n, C) (for ``ads score --per-class``)."""
+        raise NotImplementedError(f"scorer {self.name!r} has no per-class values")  # pragma: no cover
+
+    def calibration_scores(self, X_val, proba_val) -> np.ndarray:
+        """Scores of the validation points as if they were unlabeled pool points: the
+        in-distribution reference of threshold pre-selection. Default: ``score``."""
+        return self.score(X_val, proba_val)
 
     def get_params(self) -> dict:
         """The parameters that rebuild this scorer with ``make_scorer(name, **params)``."""
@@ -87,6 +100,9 @@ class KNNShapleyScorer(Scorer):
     def score(self, X, proba):
         return self.regressor_.predict(X, proba)
 
+    def class_values(self, X):
+        return self.regressor_.predict_class_values(X)
+
 
 @SCORERS.register
 class DVRLScorer(Scorer):
@@ -120,8 +136,66 @@ class DVRLScorer(Scorer):
     def score(self, X, proba):
         return self.model_.predict(X, proba)
 
+    def class_values(self, X):
+        return self.model_.predict_class_values(X)
+
     def get_params(self) -> dict:
         return {"top_m": self.top_m, "aggregate": self.aggregate, **self.params}
+
+
+DIRECT_AGGREGATIONS = ("expected", "max", "mean")
+
+
+def aggregate_classes(values: np.ndarray, proba: np.ndarray, aggregate: str) -> np.ndarray:
+    """Combine per-class values (n, C): ``expected`` = sum_c p(c|x) value(x, c) (the
+    expected value under the model's belief about the label), ``max``, ``mean``."""
+    if aggregate == "expected":
+        return np.einsum("ij,ij->i", values, np.asarray(proba, dtype=np.float64))
+    if aggregate == "max":
+        return values.max(axis=1)
+    return values.mean(axis=1)
+
+
+@SCORERS.register
+class DirectScorer(Scorer):
+    """Exact direct value of each pool point: the KNN-Shapley value (x, c) would receive
+    if appended to the labeled set, aggregated over classes.
+
+    Parameters
+    ----------
+    k : int, default 10
+        K of the valued KNN classifier.
+    aggregate : {"expected", "max", "mean"}, default "expected"
+    """
+
+    name = "direct"
+
+    def __init__(self, k: int = 10, aggregate: str = "expected"):
+        self.k = k
+        self.aggregate = aggregate
+
+    def fit(self, X, y, X_val, y_val, *, n_classes, random_state=None):
+        import time
+
+        from ads.shapley import DirectValueTables
+
+        check_int(self.k, "k", "the direct scorer", min_value=1)
+        check_choice(self.aggregate, DIRECT_AGGREGATIONS, "aggregate", "the direct scorer")
+        t = time.perf_counter()
+        self.tables_ = DirectValueTables(X, y, X_val, y_val, k=self.k, n_classes=n_classes)
+        self.seconds_ = {"value": time.perf_counter() - t}
+        return self
+
+    def class_values(self, X):
+        return self.tables_.class_values(X)
+
+    def score(self, X, proba):
+        return aggregate_classes(self.class_values(X), proba, self.aggregate)
+
+    def calibration_scores(self, X_val, proba_val):
+        """Validation points scored against the other validation points (a point's own
+        distance 0 would rank it first and inflate its value)."""
+        return aggregate_classes(self.tables_.self_excluded_class_values(), proba_val, self.aggregate)
 
 
 def make_scorer(name: str, **params) -> Scorer:

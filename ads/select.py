@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ads._validation import SCORE_BLOCK_ROWS, check_budget, check_fraction, check_seed
+from ads._validation import SCORE_BLOCK_ROWS, check_budget, check_choice, check_fraction, check_int, check_seed
 from ads.embed import EmbedConfig, EmbeddingCache, Embeddings, embed_stores
 from ads.errors import ParameterError
 from ads.task import LabeledData, load_task
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Selection", "preselect", "score_pool", "rank_and_pick", "select"]
+__all__ = ["Selection", "Preselect", "preselect", "preselect_balanced", "score_pool", "rank_and_pick", "select"]
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Selection:
     scorer: str
     val_accuracy: float
     seconds: dict = field(default_factory=dict)
+    preselect: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +50,7 @@ class Selection:
             "strategy": self.strategy,
             "scorer": self.scorer,
             "fraction": self.fraction,
+            "preselect": self.preselect,
             "validation": self.val_source,
             "validation_accuracy": self.val_accuracy,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
@@ -59,12 +61,104 @@ def preselect(scores: np.ndarray, budget: int, fraction: float, exclude=None) ->
     """Indices of the top ``max(budget, ceil(fraction * N))`` scores (ties -> lower index),
     returned in ascending index order. ``exclude`` (bool mask) rows are never kept and do
     not count in N."""
-    avail = np.arange(scores.shape[0]) if exclude is None else np.flatnonzero(~np.asarray(exclude))
-    n = avail.shape[0]
-    keep = min(n, max(budget, math.ceil(fraction * n)))
-    if keep == n:
-        return avail
-    return np.sort(avail[np.argsort(-scores[avail], kind="stable")[:keep]])
+    avail = _available(scores.shape[0], exclude)
+    keep = min(avail.shape[0], max(budget, math.ceil(fraction * avail.shape[0])))
+    return _top(scores, avail, keep)
+
+
+def _available(n: int, exclude) -> np.ndarray:
+    return np.arange(n) if exclude is None else np.flatnonzero(~np.asarray(exclude))
+
+
+def _top(scores, rows, keep) -> np.ndarray:
+    """The ``keep`` best of ``rows`` by (score descending, index ascending), sorted."""
+    if keep >= rows.shape[0]:
+        return np.sort(rows)
+    return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:keep]])
+
+
+def quotas(shares, keep: int) -> np.ndarray:
+    """Largest-remainder apportionment of ``keep`` over ``shares`` (ties -> lower class)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    exact = shares / shares.sum() * keep
+    q = np.floor(exact).astype(np.int64)
+    extra = np.argsort(-(exact - q), kind="stable")[: keep - int(q.sum())]
+    q[extra] += 1
+    return q
+
+
+def preselect_balanced(scores, predicted, shares, keep: int, exclude=None) -> np.ndarray:
+    """``keep`` candidates with a quota per predicted class in proportion to ``shares``
+    (largest remainders), the top scores within each class (ties -> lower index); a
+    class with fewer points than its quota leaves the rest to the best remaining points
+    of any class. Sorted indices."""
+    avail = _available(scores.shape[0], exclude)
+    keep = min(keep, avail.shape[0])
+    chosen = []
+    for c, q in enumerate(quotas(shares, keep)):
+        rows = avail[predicted[avail] == c]
+        chosen.append(_top(scores, rows, int(q)))
+    chosen = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+    short = keep - chosen.shape[0]
+    if short > 0:
+        rest = np.setdiff1d(avail, chosen, assume_unique=True)
+        chosen = np.concatenate([chosen, _top(scores, rest, short)])
+    return np.sort(chosen)
+
+
+PRESELECT_SHAPES = ("top", "balanced", "threshold")
+
+
+@dataclass
+class Preselect:
+    """How the pool is cut down before the strategy.
+
+    shape : {"top", "balanced", "threshold"}
+        ``top``: the top ``max(budget, ceil(fraction N))`` scores. ``balanced``: the same
+        number, with a quota per predicted class in proportion to the labeled set's class
+        shares. ``threshold``: drop the points scoring below the ``percentile``-th
+        percentile of the validation points' scores (in-distribution points scored as if
+        unlabeled); if more than ``max_candidates`` (default 10 x budget) remain, keep
+        that many, class-balanced.
+    """
+
+    shape: str = "top"
+    fraction: float = 0.1
+    percentile: float = 5.0
+    max_candidates: int | None = None
+
+    def validate(self, owner: str = "ads select") -> Preselect:
+        check_choice(self.shape, PRESELECT_SHAPES, "preselect", owner)
+        self.fraction = check_fraction(self.fraction, "fraction", owner)
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or not 0 <= self.percentile < 100:
+            raise ParameterError(f"The 'percentile' parameter of {owner} must be a number in [0, 100). Got {self.percentile!r}.")
+        if self.max_candidates is not None:
+            check_int(self.max_candidates, "max_candidates", owner, min_value=1)
+        return self
+
+    def apply(self, scores, *, budget: int, proba, class_shares, calibration=None, exclude=None):
+        """Candidate indices (sorted) and a dict describing the cut."""
+        n_avail = _available(scores.shape[0], exclude).shape[0]
+        predicted = np.asarray(proba).argmax(axis=1)
+        if self.shape == "top":
+            cand = preselect(scores, budget, self.fraction, exclude)
+            return cand, {"shape": "top", "fraction": self.fraction}
+        if self.shape == "balanced":
+            keep = max(budget, math.ceil(self.fraction * n_avail))
+            cand = preselect_balanced(scores, predicted, class_shares, keep, exclude)
+            return cand, {"shape": "balanced", "fraction": self.fraction}
+        threshold = float(np.percentile(calibration, self.percentile))
+        below = scores < threshold
+        drop = below if exclude is None else (below | np.asarray(exclude))
+        n_kept = int((~drop).sum())
+        cap = self.max_candidates or 10 * budget
+        info = {"shape": "threshold", "percentile": self.percentile, "threshold": threshold,
+                "dropped": int(n_avail - n_kept), "max_candidates": cap}
+        if n_kept < budget:  # the threshold left too few: top up with the best of the rest
+            logger.warning("threshold %.4g kept %d points, fewer than the budget %d: topping up with the best of the rest",
+                           threshold, n_kept, budget)
+            return preselect(scores, budget, 0.0, exclude), {**info, "topped_up": True}
+        return preselect_balanced(scores, predicted, class_shares, min(cap, n_kept), drop), info
 
 
 def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, seed: int = 0, seconds=None) -> np.ndarray:
@@ -88,16 +182,28 @@ def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, see
     return scores
 
 
-def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: int, fraction: float, scorer, strategy,
-                  seed: int = 0, labeled_emb=None, exclude=None, seconds=None):
-    """Score the pool, pre-select the top fraction (without ``exclude`` rows) and let the
-    strategy pick ``budget`` of them. Returns (pool indices in pick order, all scores,
-    number of candidates)."""
+def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: int, scorer, strategy,
+                  preselect: Preselect | None = None, fraction: float = 0.1, seed: int = 0, labeled_emb=None,
+                  exclude=None, seconds=None, info=None):
+    """Score the pool, pre-select (without ``exclude`` rows) and let the strategy pick
+    ``budget`` of the candidates. Returns (pool indices in pick order, all scores,
+    number of candidates); ``info`` (a dict) receives the pre-selection's description."""
     seconds = {} if seconds is None else seconds
+    pre = preselect or Preselect(fraction=fraction)
     scores = score_pool(scorer, em, data, n_classes, seed=seed, seconds=seconds)
     t = time.perf_counter()
-    cand = preselect(scores, budget, fraction, exclude)
-    logger.info("pre-selection: %d of %d pool points kept (fraction %g)", cand.size, scores.shape[0], fraction)
+    calibration = None
+    if pre.shape == "threshold":
+        if em.proba_val is None:
+            raise ParameterError("threshold pre-selection needs the validation points' class probabilities.")
+        calibration = np.asarray(scorer.calibration_scores(em.emb_val, em.proba_val), dtype=np.float64)
+    shares = np.bincount(data.y, minlength=n_classes) / data.y.shape[0]
+    cand, pinfo = pre.apply(scores, budget=budget, proba=em.proba_pool, class_shares=shares, calibration=calibration,
+                            exclude=exclude)
+    if info is not None:
+        info.update(pinfo)
+    logger.info("pre-selection (%s): %d of %d pool points kept%s", pre.shape, cand.size, scores.shape[0],
+                f", threshold {pinfo['threshold']:.4g} dropped {pinfo['dropped']}" if "threshold" in pinfo else "")
     if cand.size < budget:
         raise ParameterError(f"The 'budget' parameter ({budget}) is larger than the unlabeled pool left ({cand.size} points).")
     picks = strategy.select(em.emb_pool[cand], budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
@@ -106,9 +212,9 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
     return cand[picks], scores, int(cand.size)
 
 
-def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 0.1, seed: int = 0,
-           embed: EmbedConfig | None = None, cache: EmbeddingCache | None = None, progress: bool = True,
-           owner: str = "ads select") -> Selection:
+def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 0.1,
+           preselect: Preselect | None = None, seed: int = 0, embed: EmbedConfig | None = None,
+           cache: EmbeddingCache | None = None, progress: bool = True, owner: str = "ads select") -> Selection:
     """Pick ``budget`` pool points: embed, score with ``scorer``, keep the top ``fraction``
     and let ``strategy`` pick.
 
@@ -122,6 +228,9 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
         e.g. ``strategies.get("coreset")``.
     fraction : float in (0, 1]
         Share of the pool kept for the strategy (at least ``budget``); 1 = no pre-selection.
+        Used when ``preselect`` is None.
+    preselect : Preselect, optional
+        The pre-selection's shape (``top``, ``balanced``, ``threshold``) and settings.
     embed : EmbedConfig, optional
         The network of image stores (default ``EmbedConfig(seed=seed)``).
     cache : EmbeddingCache, optional
@@ -130,7 +239,7 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
     seconds = {}
     t0 = time.perf_counter()
     seed = check_seed(seed, "seed", owner)
-    fraction = check_fraction(fraction, "fraction", owner)
+    pre = (preselect or Preselect(fraction=fraction)).validate(owner)
     task = load_task(pool, labeled, val, seed=seed)
     pool = task.pool
     budget = check_budget(budget, pool.n, owner, f"the pool {str(pool.path)!r}")
@@ -142,11 +251,13 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
 
     # Held-out validation points are labeled too: the strategy sees them as covered.
     labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
-    idx, scores, n_cand = rank_and_pick(em, task.data, task.n_classes, budget=budget, fraction=fraction, scorer=scorer,
-                                        strategy=strategy, seed=seed, labeled_emb=labeled_emb, seconds=seconds)
+    info = {}
+    idx, scores, n_cand = rank_and_pick(em, task.data, task.n_classes, budget=budget, preselect=pre, scorer=scorer,
+                                        strategy=strategy, seed=seed, labeled_emb=labeled_emb, seconds=seconds, info=info)
     seconds["total"] = time.perf_counter() - t0
     return Selection(
         ids=pool.ids()[idx], indices=idx, scores=scores[idx], n_pool=pool.n, n_candidates=n_cand,
-        strategy=getattr(strategy, "name", type(strategy).__name__), fraction=fraction, val_source=task.data.val_source,
+        strategy=getattr(strategy, "name", type(strategy).__name__), fraction=pre.fraction, val_source=task.data.val_source,
         scorer=getattr(scorer, "name", type(scorer).__name__), val_accuracy=em.val_accuracy, seconds=seconds,
+        preselect=info,
     )

@@ -347,3 +347,110 @@ def _block_values_torch(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k, dev=No
     keys = keys.cpu().numpy().view(np.uint64).copy()
     order = _order_from_sorted_keys(keys, d.cpu().numpy(), n)
     return _values_from_order(order, y_train, yv, coef, k)
+
+
+# --------------------------------------------------------------------------- direct values
+
+
+class DirectValueTables:
+    """Exact KNN-Shapley value that a new point (x, c) would receive if appended to the
+    training set as its last point (index N, so ties with existing points put it after
+    them), the validation set unchanged: what :func:`knn_shapley` returns for it on the
+    N + 1 points, in closed form, without recomputing.
+
+    For a validation point v, let alpha_1..alpha_N be the training points sorted by
+    distance to v (ties by index), a_i = 1[y_{alpha_i} = y_v], and p = 1 + #{i : d_i <= d_x}
+    the position x takes among the N + 1 points. With the Theorem 1 step factor
+    f(j) = min(K, j) / (K j) and the base case b = 1 / max(N + 1, K), telescoping the
+    recursion s_i = s_{i+1} + (a'_i - a'_{i+1}) f(i) from s_{N+1} = a'_{N+1} b gives
+
+        s_p = 1[c = y_v] g(p) + T_v(p),
+        g(p) = f(p) (p <= N),  g(N + 1) = b,
+        T_v(p) = sum_{i=p}^{N-1} a_i (f(i+1) - f(i)) + a_N (b - f(N))  (p <= N),  T_v(N + 1) = 0.
+
+    ``T_v`` (a suffix sum) and the sorted distances are computed once per validation point
+    in ``__init__``; a new point then costs one distance per validation point and a binary
+    search. Its value is the mean over validation points. Memory: two (n_val, N + 1)
+    float64 tables.
+
+    Parameters
+    ----------
+    x_train, y_train, x_val, y_val, k : as :func:`knn_shapley`.
+    n_classes : int, optional
+        Number of classes C of the per-class values (default: max label + 1).
+    """
+
+    def __init__(self, x_train, y_train, x_val, y_val, k: int = 10, n_classes: int | None = None):
+        x_train, y_train, x_val, y_val = _check_inputs(x_train, y_train, x_val, y_val)
+        self.k = check_int(k, "k", "DirectValueTables", min_value=1)
+        n, k = x_train.shape[0], self.k
+        top = int(max(y_train.max(), y_val.max())) + 1
+        self.n_classes = top if n_classes is None else check_int(n_classes, "n_classes", "DirectValueTables", min_value=top)
+        self.x_val = x_val
+        self.val_sq = np.einsum("ij,ij->i", x_val, x_val)
+        self.y_val = y_val
+        # distances of every validation point to the training points, as knn_shapley
+        # computes them (||u||^2 + ||v||^2 - 2 v.u in float64), sorted with ties by index
+        uniq, inverse = _unique_rows(x_train)
+        d = x_val @ uniq.T
+        d *= -2.0
+        d += np.einsum("ij,ij->i", uniq, uniq)[None, :]
+        d += self.val_sq[:, None]
+        np.maximum(d, 0.0, out=d)
+        d += 0.0
+        if inverse is not None:
+            d = d[:, inverse]
+        order = np.argsort(d, axis=1, kind="stable")
+        self.sorted_d = np.take_along_axis(d, order, axis=1)
+        a = (y_train[order] == y_val[:, None]).astype(np.float64)  # (V, N)
+        j = np.arange(1, n + 1, dtype=np.float64)
+        f = np.minimum(float(k), j) / (k * j)  # f(1..N)
+        b = 1.0 / max(n + 1, k)
+        self.g = np.append(f, b)  # g(p), p = 1..N+1, at index p-1
+        step = np.append(np.diff(f), b - f[-1])  # f(i+1) - f(i) for i < N, b - f(N) for i = N
+        T = np.zeros((x_val.shape[0], n + 1))
+        T[:, :n] = np.cumsum((a * step[None, :])[:, ::-1], axis=1)[:, ::-1]
+        self.T = T  # T_v(p) at index p-1
+        self.onehot_val = np.zeros((x_val.shape[0], self.n_classes))
+        self.onehot_val[np.arange(x_val.shape[0]), y_val] = 1.0
+
+    def _contributions(self, X):
+        """Per validation point: g(p) (V, n) and T_v(p) (V, n) of each new point."""
+        import torch
+
+        D = self.x_val @ X.T
+        D *= -2.0
+        D += np.einsum("ij,ij->i", X, X)[None, :]
+        D += self.val_sq[:, None]
+        np.maximum(D, 0.0, out=D)
+        D += 0.0
+        q = torch.searchsorted(torch.from_numpy(self.sorted_d), torch.from_numpy(D), right=True).numpy()
+        return self.g[q], np.take_along_axis(self.T, q, axis=1)
+
+    def class_values(self, X, *, block_rows: int = 8192) -> np.ndarray:
+        """Exact value of each new point for each class: (n, C) float64."""
+        X = check_matrix(X, "X", "DirectValueTables", dim=self.x_val.shape[1])
+        out = np.empty((X.shape[0], self.n_classes))
+        V = self.x_val.shape[0]
+        for s in range(0, X.shape[0], block_rows):
+            G, T = self._contributions(X[s : s + block_rows])
+            out[s : s + block_rows] = (G.T @ self.onehot_val + T.sum(axis=0)[:, None]) / V
+        return out
+
+    def self_excluded_class_values(self) -> np.ndarray:
+        """Each validation point's values as a new point, averaged over the *other*
+        validation points (its own distance 0 would rank it first): (n_val, C). Used to
+        calibrate thresholds on in-distribution points."""
+        V = self.x_val.shape[0]
+        if V < 2:
+            raise DataError("calibrating on validation points needs at least 2 of them.")
+        G, T = self._contributions(self.x_val)  # (V, V): row = validation point, column = new point
+        np.fill_diagonal(G, 0.0)
+        np.fill_diagonal(T, 0.0)
+        return (G.T @ self.onehot_val + T.sum(axis=0)[:, None]) / (V - 1)
+
+
+def direct_values(x_train, y_train, x_val, y_val, X, k: int = 10, n_classes: int | None = None) -> np.ndarray:
+    """(n, C) exact KNN-Shapley values of each row of ``X`` as a new training point of each
+    class; see :class:`DirectValueTables`."""
+    return DirectValueTables(x_train, y_train, x_val, y_val, k=k, n_classes=n_classes).class_values(X)

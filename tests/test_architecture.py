@@ -154,7 +154,7 @@ def test_third_party_scorer_and_valuer_by_entry_point(plugin_dist, tmp_path, fea
 
 def test_unknown_scorer_and_bad_parameters_are_one_line(tmp_path, feature_stores):
     base = ["select", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--budget", 5]
-    assert "Unknown scorer 'nope'. Valid scorers: dvrl, knn-shapley" in _error_line(run(base + ["--scorer", "nope"], tmp_path))
+    assert "Unknown scorer 'nope'. Valid scorers: direct, dvrl, knn-shapley" in _error_line(run(base + ["--scorer", "nope"], tmp_path))
     from ads.score import make_scorer
 
     with pytest.raises(ParameterError, match=r"Bad parameters for scorer 'knn-shapley': .*'bogus'"):

@@ -159,5 +159,5 @@ def test_loop_with_dvrl_scorer(tmp_path, stores):
     _resume(run.dir, progress=False)
     recs = L.read_rounds(run.dir)
     assert len(recs[0]["picked"]) == 10 and recs[0]["seconds"]["value"] > 0
-    with pytest.raises(ParameterError, match=r"Unknown scorer 'shap'. Valid scorers: dvrl, knn-shapley"):
+    with pytest.raises(ParameterError, match=r"Unknown scorer 'shap'. Valid scorers: direct, dvrl, knn-shapley"):
         L.start(_config(stores, scorer="shap"), tmp_path / "bad")
