@@ -25,8 +25,10 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or 
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 scorer_option = click.option("--scorer", default="knn-shapley", show_default=True,
                              help="How pool points are valued: knn-shapley (KNN-Shapley regressors), dvrl, or a plug-in scorer.")
-aggregate_option = click.option("--aggregate", type=click.Choice(["max", "mean", "weighted"]), default="max", show_default=True,
-                                help="How a pool point's per-class values combine over its top-m classes.")
+aggregate_option = click.option("--aggregate", type=click.Choice(["max", "mean", "weighted", "expected"]), default=None,
+                                help="How a pool point's per-class values combine: max/mean/weighted over the top-m classes "
+                                     "(knn-shapley, dvrl; default max), expected/max/mean over all classes (direct; "
+                                     "default expected = sum_c p(c|x) value(x, c)).")
 top_m_option = click.option("--top-m", type=int, default=10, show_default=True, help="Candidate classes per pool point (by confidence).")
 dvrl_iterations_option = click.option("--dvrl-iterations", type=int, default=2000, show_default=True,
                                       help="DVRL outer (REINFORCE) iterations.")
@@ -46,8 +48,28 @@ def _stack(f, opts):
 
 
 def scorer_options(f):
-    """The scorer and its parameters, shared by select and loop."""
+    """The scorer and its parameters, shared by select, loop and score."""
     return _stack(f, [scorer_option, aggregate_option, top_m_option, dvrl_iterations_option, k_option])
+
+
+def preselect_options(f):
+    """The pre-selection's shape and settings, shared by select and loop."""
+    return _stack(f, [
+        fraction_option,
+        click.option("--preselect", "preselect_shape", type=click.Choice(["top", "balanced", "threshold"]), default="top",
+                     show_default=True, help="top: the top --fraction by score; balanced: as many, with a quota per "
+                     "predicted class in proportion to the labeled classes; threshold: drop points below the "
+                     "--percentile of validation points' scores, then keep at most --max-candidates, class-balanced."),
+        click.option("--percentile", type=float, default=5.0, show_default=True,
+                     help="threshold: percentile of the in-distribution (validation) scores below which points are dropped."),
+        click.option("--max-candidates", type=int, default=None, help="threshold: most candidates kept (default 10 x budget)."),
+    ])
+
+
+def _preselect(shape, fraction, percentile, max_candidates, owner):
+    from ads.select import Preselect
+
+    return Preselect(shape=shape, fraction=fraction, percentile=percentile, max_candidates=max_candidates).validate(owner)
 
 
 def network_options(f):
@@ -84,10 +106,17 @@ def _cache(cache_dir, no_cache):
 
 def _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations) -> dict:
     """The CLI options that apply to ``scorer``, as its constructor's parameters."""
-    if scorer == "knn-shapley":
-        return {"k": k, "top_m": top_m, "aggregate": aggregate}
-    if scorer == "dvrl":
-        return {"top_m": top_m, "aggregate": aggregate, "iterations": dvrl_iterations}
+    from ads.errors import ParameterError
+
+    if scorer == "direct":
+        if aggregate not in (None, "expected", "max", "mean"):
+            raise ParameterError(f"--aggregate {aggregate} does not apply to the direct scorer (expected, max or mean).")
+        return {"k": k, "aggregate": aggregate or "expected"}
+    if scorer in ("knn-shapley", "dvrl"):
+        if aggregate == "expected":
+            raise ParameterError(f"--aggregate expected applies to the direct scorer; {scorer} takes max, mean or weighted.")
+        params = {"top_m": top_m, "aggregate": aggregate or "max"}
+        return {"k": k, **params} if scorer == "knn-shapley" else {**params, "iterations": dvrl_iterations}
     return {}  # a plug-in scorer takes its own defaults
 
 
@@ -312,12 +341,16 @@ def _parse_fractions(text):
 @click.option("--label-noise", type=float, default=0.1, show_default=True, help="Share of clean images given a wrong label.")
 @click.option("--noise-beta", default="2,5", show_default=True, help="Beta(a,b) of the corrupted images' noise std (x 255).")
 @click.option("--task", type=click.Choice(["mnist", "fashion"]), default="mnist", show_default=True, help="The clean task.")
+@click.option("--off-task-labels", type=click.Choice(["random", "reject"]), default="random", show_default=True,
+              help="The hidden oracle's answer for off-task images: a random class, or reject (no class).")
+@click.option("--annotator-noise", type=float, default=0.0, show_default=True,
+              help="Annotator error rate applied to every accepted label, whatever the image.")
 @seed_option
 @overwrite_option
 @json_option
 @quiet_option
-def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_noise, noise_beta, task, seed, overwrite,
-                     as_json, quiet):
+def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_noise, noise_beta, task, off_task_labels,
+                     annotator_noise, seed, overwrite, as_json, quiet):
     """Write a Cheap-10-style noisy pool plus clean labeled/val/test stores into OUT_DIR.
 
     The pool mixes clean held-out digits, noise-corrupted digits, domain-shifted digits
@@ -328,6 +361,8 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
     \b
     Example:
       ads data cheap-mnist cheap/ --pool 50000 --label-noise 0.1
+      ads data cheap-mnist cheap-r/ --fractions clean=0.5,corrupted=0.15,shifted=0.2,off-task=0.15 \\
+          --label-noise 0 --annotator-noise 0.05 --off-task-labels reject
     """
     from ads.datasets import make_cheap_mnist
     from ads.errors import ParameterError
@@ -338,7 +373,8 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
         raise ParameterError(f"--noise-beta expects two numbers like 2,5. Got {noise_beta!r}.") from None
     paths = make_cheap_mnist(out_dir, labeled=labeled, val=val, test=test, pool=pool_size,
                              fractions=_parse_fractions(fractions), noise_beta=beta, label_noise=label_noise,
-                             seed=seed, task=task, overwrite=overwrite)
+                             off_task_labels=off_task_labels, annotator_noise=annotator_noise, seed=seed, task=task,
+                             overwrite=overwrite)
     _print_paths(paths, as_json)
 
 
@@ -388,10 +424,10 @@ def value(labeled, val, method, dvrl_iterations, k, out, seed, arch, epochs, dev
 
 
 # ---------------------------------------------------------------- select
-def _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer, scorer_params, seed, embed, cache, quiet):
+def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet):
     from ads.select import select as run_select
 
-    return run_select(pool_path, labeled, val, budget=budget, fraction=fraction, seed=seed,
+    return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed,
                       scorer=build_scorer(scorer, scorer_params, progress=not quiet), strategy=build_strategy(strategy),
                       embed=embed, cache=cache, progress=not quiet)
 
@@ -401,7 +437,7 @@ def _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer, sco
 @labeled_option
 @val_option
 @click.option("--budget", type=int, required=True, help="Number of points to pick.")
-@fraction_option
+@preselect_options
 @strategy_option
 @scorer_options
 @seed_option
@@ -410,8 +446,9 @@ def _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer, sco
 @overwrite_option
 @json_option
 @quiet_option
-def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregate, top_m, dvrl_iterations, k, seed, out,
-           arch, epochs, device, cache_dir, no_cache, overwrite, as_json, quiet):
+def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, strategy, scorer,
+           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, overwrite, as_json,
+           quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -424,7 +461,8 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
       ads select --pool p.zarr --labeled l.zarr --budget 100 --fraction 1 --json
     """
     _check_out(out, overwrite)
-    sel = _run_select(pool_path, labeled, val, budget, fraction, strategy, scorer,
+    pre = _preselect(preselect_shape, fraction, percentile, max_candidates, "ads select")
+    sel = _run_select(pool_path, labeled, val, budget, pre, strategy, scorer,
                       _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
                       _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
@@ -439,6 +477,47 @@ def select(pool_path, labeled, val, budget, fraction, strategy, scorer, aggregat
         click.echo(json.dumps(sel.to_dict()))
     elif out is None:
         click.echo(text, nl=False)
+
+
+@ads.command()
+@click.option("--pool", "pool_path", required=True, type=click.Path(path_type=Path), help="Unlabeled pool store (zarr).")
+@labeled_option
+@val_option
+@scorer_options
+@click.option("--per-class", is_flag=True, help="Also write each class's value before aggregation (value_<class>).")
+@seed_option
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write: id,score[,value_<class>...].")
+@embed_options
+@overwrite_option
+@json_option
+@quiet_option
+def score(pool_path, labeled, val, scorer, aggregate, top_m, dvrl_iterations, k, per_class, seed, out, arch, epochs,
+          device, cache_dir, no_cache, overwrite, as_json, quiet):
+    """Score every pool point (the ADS value it would add); write id,score to --out.
+
+    With --per-class, one more column per class: the scorer's value for that class
+    before aggregation, for inspection, plots or export to a labeling tool.
+
+    \b
+    Examples:
+      ads score --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr --out scores.csv
+      ads score --pool p.zarr --labeled l.zarr --scorer direct --per-class --out scores.csv
+    """
+    from ads._io import atomic_write_text
+    from ads.select import score_stores
+
+    _check_out(out, overwrite)
+    res = score_stores(pool_path, labeled, val, scorer=build_scorer(scorer, _scorer_params(scorer, k, top_m, aggregate,
+                                                                                           dvrl_iterations), progress=not quiet),
+                       per_class=per_class, seed=seed, embed=_embed_config(arch, epochs, device, seed),
+                       cache=_cache(cache_dir, no_cache), progress=not quiet)
+    header = ["id", "score"] + ([f"value_{c}" for c in res["classes"]] if per_class else [])
+    rows = (([i, f"{s:.10g}"] + ([f"{v:.10g}" for v in cv] if per_class else []))
+            for i, s, cv in zip(res["ids"], res["scores"], res["class_values"] if per_class else res["scores"]))
+    atomic_write_text(out, _csv(header, rows))
+    summary = {"out": str(out), "n": int(res["scores"].size), "scorer": scorer, "per_class": per_class,
+               "mean": float(res["scores"].mean()), "seconds": res["seconds"]}
+    click.echo(json.dumps(summary) if as_json else f"wrote {summary['n']} scores to {out} (scorer {scorer})")
 
 
 @ads.command()
@@ -466,7 +545,8 @@ def demo(out_dir, budget, seed, as_json, quiet):
     if not all(p.exists() for p in paths.values()):
         _log(f"building the MNIST stores in {out_dir}/ (once) ...", quiet)
         paths = make_mnist(out_dir, seed=seed, overwrite=True)
-    sel = _run_select(paths["pool"], paths["labeled"], paths["val"], budget, 0.1, "coreset", "knn-shapley", {}, seed,
+    sel = _run_select(paths["pool"], paths["labeled"], paths["val"], budget, _preselect("top", 0.1, 5.0, None, "ads demo"),
+                      "coreset", "knn-shapley", {}, seed,
                       _embed_config("auto", 30, "auto", seed), _cache(None, False), quiet)
     out = out_dir / "selection.csv"
     atomic_write_text(out, _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores))))
@@ -512,7 +592,7 @@ def _loop_summary(workdir, state, as_json):
 @click.option("--test", "test", type=click.Path(path_type=Path), default=None, help="Test store (accuracy per round).")
 @click.option("--rounds", type=int, help="Number of labeling rounds.")
 @click.option("--budget", type=int, help="Points labeled per round.")
-@fraction_option
+@preselect_options
 @strategy_option
 @click.option("--oracle", type=click.Choice(["auto", "hidden", "external"]), default="auto", show_default=True,
               help="hidden: the pool's hidden labels (simulation); external: write round-K/to_label.csv and stop.")
@@ -521,8 +601,9 @@ def _loop_summary(workdir, state, as_json):
 @network_options
 @json_option
 @quiet_option
-def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, strategy, oracle, scorer,
-         aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, as_json, quiet):
+def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
+         max_candidates, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
+         as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -554,7 +635,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
         cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
                            test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
                            fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
-                           embed={"arch": arch, "epochs": epochs, "device": device})
+                           embed={"arch": arch, "epochs": epochs, "device": device},
+                           preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates})
         L.start(cfg, workdir)
     _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
 

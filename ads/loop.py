@@ -63,6 +63,7 @@ class LoopConfig:
     scorer: str = "knn-shapley"
     scorer_params: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)  # EmbedConfig fields other than the seed
+    preselect: dict = field(default_factory=dict)  # Preselect fields other than the fraction
 
     @classmethod
     def from_state(cls, c: dict) -> LoopConfig:
@@ -142,6 +143,7 @@ def start(config: LoopConfig, workdir) -> Run:
     check_fraction(config.fraction, "fraction", _OWNER)
     check_seed(config.seed, "seed", _OWNER)
     EmbedConfig(**config.embed).validate()
+    _preselect(asdict(config))
     from ads.score import SCORERS
 
     SCORERS.get_class(config.scorer)  # a known scorer; the caller builds it (and the strategy)
@@ -161,6 +163,12 @@ def start(config: LoopConfig, workdir) -> Run:
     logger.info("started run %s: %d rounds of %d, strategy %s, scorer %s, fraction %g", run.dir, config.rounds,
                 config.budget, config.strategy, config.scorer, config.fraction)
     return run
+
+
+def _preselect(c: dict):
+    from ads.select import Preselect
+
+    return Preselect(**{**c.get("preselect", {}), "fraction": c["fraction"]}).validate(_OWNER)
 
 
 def _open_task(c: dict):
@@ -207,7 +215,8 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     if task.test is not None:
         test_x, test_y, _ = labeled_arrays(task.test, "test store")
         acc = float((model.predict_proba(test_x).argmax(1) == test_y).mean())
-    record = {"round": rnd, "n_labeled": int(data.y.size), "test_accuracy": acc,
+    record = {"round": rnd, "n_labeled": int(data.y.size), "n_bought": len(state["added"]),
+              "n_rejected": sum(1 for a in state["added"] if a[1] < 0), "test_accuracy": acc,
               "val_accuracy": float(model.val_accuracy_), "seconds": seconds, "picked": []}
     logger.info("round %d: %d labeled, test accuracy %s", rnd, data.y.size, acc if acc is None else round(acc, 4))
     if rnd >= c["rounds"]:
@@ -223,11 +232,12 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     exclude = np.zeros(pool.n, dtype=bool)
     exclude[rows] = True
     labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
-    idx, _scores, n_cand = rank_and_pick(em, data, task.n_classes, budget=c["budget"], fraction=c["fraction"],
+    info = {}
+    idx, _scores, n_cand = rank_and_pick(em, data, task.n_classes, budget=c["budget"], preselect=_preselect(c),
                                          scorer=scorer, strategy=strategy, seed=c["seed"] + rnd,
-                                         labeled_emb=labeled_emb, exclude=exclude, seconds=seconds)
+                                         labeled_emb=labeled_emb, exclude=exclude, seconds=seconds, info=info)
     ids = pool.ids()[idx]
-    record.update(picked=[str(i) for i in ids], n_candidates=n_cand)
+    record.update(picked=[str(i) for i in ids], n_candidates=n_cand, preselect=info)
     src = pool.hidden("source")
     if src is not None:
         tags, counts = np.unique(src[idx], return_counts=True)
@@ -281,6 +291,7 @@ def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None)
 def _add_labels(run: Run, state: dict, labels: list[int], seconds: float) -> None:
     record = state["pending"]
     record["seconds"]["label"] = seconds
+    record["rejected"] = sum(1 for lab in labels if lab < 0)
     already = {a[0] for a in state["added"]}
     for pid, lab in zip(state["batch"], labels):
         if pid in already:  # cannot happen: batches exclude labeled points; guard the invariant

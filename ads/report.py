@@ -26,12 +26,13 @@ def report(workdirs, out=None) -> str:
     """Text table of accuracy vs labeled count and seconds per batch; with ``out``, also
     the figure (see :func:`plot`)."""
     runs = [(str(w), read_rounds(w)) for w in workdirs]
-    lines = [f"{'run':30s} {'round':>5s} {'labeled':>8s} {'test acc':>9s} {'sec/batch':>10s}"]
+    lines = [f"{'run':30s} {'round':>5s} {'labeled':>8s} {'bought':>7s} {'rejected':>8s} {'test acc':>9s} {'sec/batch':>10s}"]
     for name, recs in runs:
         for r in recs:
             acc = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.4f}"
             secs = sum(r["seconds"].values())
-            lines.append(f"{name[-30:]:30s} {r['round']:5d} {r['n_labeled']:8d} {acc:>9s} {secs:10.2f}")
+            bought, rejected = r.get("n_bought", "-"), r.get("n_rejected", "-")
+            lines.append(f"{name[-30:]:30s} {r['round']:5d} {r['n_labeled']:8d} {bought:>7} {rejected:>8} {acc:>9s} {secs:10.2f}")
     if not any(recs for _, recs in runs):
         lines.append("(no rounds recorded yet)")
     table = "\n".join(lines) + "\n"

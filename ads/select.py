@@ -22,7 +22,7 @@ from ads.task import LabeledData, load_task
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Selection", "Preselect", "preselect", "preselect_balanced", "score_pool", "rank_and_pick", "select"]
+__all__ = ["Selection", "Preselect", "score_stores", "preselect", "preselect_balanced", "score_pool", "rank_and_pick", "select"]
 
 
 @dataclass
@@ -261,3 +261,24 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
         scorer=getattr(scorer, "name", type(scorer).__name__), val_accuracy=em.val_accuracy, seconds=seconds,
         preselect=info,
     )
+
+
+def score_stores(pool, labeled, val=None, *, scorer, per_class: bool = False, seed: int = 0,
+                 embed: EmbedConfig | None = None, cache: EmbeddingCache | None = None, progress: bool = True,
+                 owner: str = "ads score") -> dict:
+    """Every pool point's score (and, with ``per_class``, its per-class values before
+    aggregation): ``{"ids", "scores", "class_values" (n, C) or None, "classes", "seconds"}``."""
+    seconds = {}
+    seed = check_seed(seed, "seed", owner)
+    task = load_task(pool, labeled, val, seed=seed)
+    t = time.perf_counter()
+    em = embed_stores(task, task.pool, embed or EmbedConfig(seed=seed), cache=cache, progress=progress)
+    seconds["embed"] = time.perf_counter() - t
+    scores = score_pool(scorer, em, task.data, task.n_classes, seed=seed, seconds=seconds)
+    class_values = None
+    if per_class:
+        n = em.emb_pool.shape[0]
+        class_values = np.concatenate([np.asarray(scorer.class_values(em.emb_pool[s : s + SCORE_BLOCK_ROWS]), dtype=np.float64)
+                                       for s in range(0, n, SCORE_BLOCK_ROWS)])
+    return {"ids": task.pool.ids(), "scores": scores, "class_values": class_values, "classes": task.classes,
+            "seconds": {k: round(v, 4) for k, v in seconds.items()}}

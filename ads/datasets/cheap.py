@@ -588,6 +588,22 @@ def _write_stores(out_dir: Path, splits: dict, pool_arrays: tuple, classes: list
     return {k: str(v) for k, v in paths.items()}
 
 
+OFF_TASK_LABELS = ("random", "reject")
+
+
+def _oracle_labels(py, ptag, off_task_labels, annotator_noise, n_classes, seed) -> np.ndarray:
+    """The hidden oracle's labels: off-task items rejected (-1) if asked, then annotator
+    errors at ``annotator_noise`` on every accepted label (a stream of its own)."""
+    py = py.copy()
+    if off_task_labels == "reject":
+        py[np.array([coarse_source(t) == "off-task" for t in ptag], dtype=bool)] = -1
+    if annotator_noise > 0:
+        rng = np.random.default_rng([seed, 0xA770])
+        flip = (rng.random(py.shape[0]) < annotator_noise) & (py >= 0)
+        py[flip] = _wrong_labels(py[flip], n_classes, rng)
+    return py
+
+
 def make_cheap_mnist(
     out_dir,
     *,
@@ -598,6 +614,8 @@ def make_cheap_mnist(
     fractions: dict | None = None,
     noise_beta: tuple = (2.0, 5.0),
     label_noise: float = 0.1,
+    off_task_labels: str = "random",
+    annotator_noise: float = 0.0,
     seed: int = 0,
     task: str = "mnist",
     overwrite: bool = False,
@@ -661,7 +679,15 @@ def make_cheap_mnist(
     noise_beta : (float, float)
         Beta distribution parameters (a, b > 0) of the noise std, as a share of 255.
     label_noise : float
-        Share of the pool that is mislabeled (0.1).
+        Share of the pool that is mislabeled (0.1): clean images whose oracle label is
+        wrong (a noise tied to clean-looking images).
+    off_task_labels : {"random", "reject"}
+        The oracle's answer for off-task images: a random digit label ("random"), or a
+        rejection (hidden label -1: the annotator says the item belongs to no class).
+    annotator_noise : float
+        Annotator error as a rate applied to every accepted label, whatever the image:
+        each non-rejected hidden label is replaced by a wrong one with this probability
+        (its own random stream, so the images and sources do not change with it).
     seed : int
         Seeds every random choice: same arguments and seed -> identical stores.
     task : {"mnist", "fashion"}
@@ -687,6 +713,10 @@ def make_cheap_mnist(
     (labeled, val, test, pool, seed), shares, beta = _check_params(
         labeled, val, test, pool, seed, task, fractions, noise_beta, label_noise
     )
+    if off_task_labels not in OFF_TASK_LABELS:
+        raise ParameterError(f"The 'off_task_labels' parameter of {_OWNER} must be one of {list(OFF_TASK_LABELS)}. "
+                             f"Got {off_task_labels!r}.")
+    annotator_noise = _check_fraction(annotator_noise, f"The 'annotator_noise' parameter of {_OWNER}")
     counts, parts = _plan_counts(shares, pool, labeled, val, task)
     out_dir = _check_out_dir(out_dir, overwrite)
 
@@ -699,6 +729,8 @@ def make_cheap_mnist(
     logger.info(f"building a pool of {pool}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     px, py, ptag, pid = _assemble_pool(_pool_parts(data, originals, parts, extras, beta, rng), pool, rng["order"])
 
+    py = _oracle_labels(py, ptag, off_task_labels, annotator_noise, len(data["classes"]), seed)
     attrs = {"source": data["source"], "seed": seed, "task": task}
-    pool_attrs = _pool_attrs(attrs, shares, beta, ptag)
+    pool_attrs = {**_pool_attrs(attrs, shares, beta, ptag), "off_task_labels": off_task_labels,
+                  "annotator_noise": annotator_noise}
     return _write_stores(out_dir, splits, (px, py, ptag, pid), data["classes"], attrs, pool_attrs, overwrite)
