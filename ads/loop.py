@@ -233,9 +233,11 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     exclude[rows] = True
     labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
     info = {}
+    rejected = rows[np.array([a[1] < 0 for a in state["added"]], dtype=bool)] if rows.size else rows
     idx, _scores, n_cand = rank_and_pick(em, data, task.n_classes, budget=c["budget"], preselect=_preselect(c),
                                          scorer=scorer, strategy=strategy, seed=c["seed"] + rnd,
-                                         labeled_emb=labeled_emb, exclude=exclude, seconds=seconds, info=info)
+                                         labeled_emb=labeled_emb, exclude=exclude, rejected=rejected, seconds=seconds,
+                                         info=info)
     ids = pool.ids()[idx]
     record.update(picked=[str(i) for i in ids], n_candidates=n_cand, preselect=info)
     src = pool.hidden("source")

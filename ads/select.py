@@ -118,14 +118,19 @@ class Preselect:
         number, with a quota per predicted class in proportion to the labeled set's class
         shares. ``threshold``: drop the points scoring below the ``percentile``-th
         percentile of the validation points' scores (in-distribution points scored as if
-        unlabeled); if more than ``max_candidates`` (default 10 x budget) remain, keep
-        that many, class-balanced.
+        unlabeled); if more than ``max_candidates`` (default 10 x budget; 0 = no cap)
+        remain, keep that many, class-balanced.
+    near_rejected : bool
+        Before any shape, drop the pool points that lie nearer to an item the annotator
+        rejected (belongs to no class) than to any accepted labeled point (1-NN in the
+        embedding space): what was rejected once marks its neighbourhood as junk.
     """
 
     shape: str = "top"
     fraction: float = 0.1
     percentile: float = 5.0
     max_candidates: int | None = None
+    near_rejected: bool = False
 
     def validate(self, owner: str = "ads select") -> Preselect:
         check_choice(self.shape, PRESELECT_SHAPES, "preselect", owner)
@@ -133,7 +138,9 @@ class Preselect:
         if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or not 0 <= self.percentile < 100:
             raise ParameterError(f"The 'percentile' parameter of {owner} must be a number in [0, 100). Got {self.percentile!r}.")
         if self.max_candidates is not None:
-            check_int(self.max_candidates, "max_candidates", owner, min_value=1)
+            check_int(self.max_candidates, "max_candidates", owner, min_value=0)
+        if not isinstance(self.near_rejected, (bool, np.bool_)):
+            raise ParameterError(f"The 'near_rejected' parameter of {owner} must be a bool. Got {self.near_rejected!r}.")
         return self
 
     def apply(self, scores, *, budget: int, proba, class_shares, calibration=None, exclude=None):
@@ -151,7 +158,7 @@ class Preselect:
         below = scores < threshold
         drop = below if exclude is None else (below | np.asarray(exclude))
         n_kept = int((~drop).sum())
-        cap = self.max_candidates or 10 * budget
+        cap = 10 * budget if self.max_candidates is None else (self.max_candidates or scores.shape[0])
         info = {"shape": "threshold", "percentile": self.percentile, "threshold": threshold,
                 "dropped": int(n_avail - n_kept), "max_candidates": cap}
         if n_kept < budget:  # the threshold left too few: top up with the best of the rest
@@ -182,12 +189,26 @@ def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, see
     return scores
 
 
+def near_rejected_mask(emb_pool, emb_accepted, emb_rejected) -> np.ndarray:
+    """True for pool points nearer to a rejected item than to every accepted labeled
+    point (exact squared Euclidean 1-NN, ties -> accepted)."""
+    import faiss
+
+    def nearest(ref):
+        index = faiss.IndexFlatL2(ref.shape[1])
+        index.add(np.ascontiguousarray(ref, dtype=np.float32))
+        return index.search(np.ascontiguousarray(emb_pool, dtype=np.float32), 1)[0][:, 0]
+
+    return nearest(emb_rejected) < nearest(emb_accepted)
+
+
 def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: int, scorer, strategy,
                   preselect: Preselect | None = None, fraction: float = 0.1, seed: int = 0, labeled_emb=None,
-                  exclude=None, seconds=None, info=None):
+                  exclude=None, rejected=None, seconds=None, info=None):
     """Score the pool, pre-select (without ``exclude`` rows) and let the strategy pick
-    ``budget`` of the candidates. Returns (pool indices in pick order, all scores,
-    number of candidates); ``info`` (a dict) receives the pre-selection's description."""
+    ``budget`` of the candidates. ``rejected``: pool rows the annotator rejected (for
+    ``near_rejected``). Returns (pool indices in pick order, all scores, number of
+    candidates); ``info`` (a dict) receives the pre-selection's description."""
     seconds = {} if seconds is None else seconds
     pre = preselect or Preselect(fraction=fraction)
     scores = score_pool(scorer, em, data, n_classes, seed=seed, seconds=seconds)
@@ -198,6 +219,12 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
             raise ParameterError("threshold pre-selection needs the validation points' class probabilities.")
         calibration = np.asarray(scorer.calibration_scores(em.emb_val, em.proba_val), dtype=np.float64)
     shares = np.bincount(data.y, minlength=n_classes) / data.y.shape[0]
+    if pre.near_rejected and rejected is not None and len(rejected):
+        near = near_rejected_mask(em.emb_pool, em.emb, em.emb_pool[np.asarray(rejected)])
+        base = np.zeros(scores.shape[0], dtype=bool) if exclude is None else np.asarray(exclude)
+        if info is not None:
+            info["dropped_near_rejected"] = int((near & ~base).sum())
+        exclude = base | near
     cand, pinfo = pre.apply(scores, budget=budget, proba=em.proba_pool, class_shares=shares, calibration=calibration,
                             exclude=exclude)
     if info is not None:

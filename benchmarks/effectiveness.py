@@ -33,17 +33,47 @@ sys.path.insert(0, str(HERE.parent))
 
 from ads import loop as L  # noqa: E402
 
-STRATEGIES = {  # name: (strategy, fraction[, aggregate])
-    "coreset+ads": ("coreset", 0.1),
-    "coreset+ads-weighted": ("coreset", 0.1, "weighted"),
-    "coreset+ads-f0.3": ("coreset", 0.3),
-    "coreset": ("coreset", 1.0),
-    "entropy": ("entropy", 1.0),
-    "random": ("random", 1.0),
-    "badge+ads": ("badge", 0.1),
-    "badge": ("badge", 1.0),
+
+# name: loop configuration (strategy, fraction, scorer + params, pre-selection shape)
+def _cfg(strategy, fraction=1.0, scorer="knn-shapley", preselect="top", **params):
+    shape = {"shape": preselect} if isinstance(preselect, str) else preselect
+    return {"strategy": strategy, "fraction": fraction, "scorer": scorer, "scorer_params": params, "preselect": shape}
+
+
+STRATEGIES = {
+    "coreset": _cfg("coreset"),
+    "paper": _cfg("coreset", 0.1, "knn-shapley", aggregate="max", top_m=10, k=10),  # the ADS paper's recipe
+    "coreset+ads": _cfg("coreset", 0.1, "knn-shapley", aggregate="max", top_m=10, k=10),  # same, old name
+    "coreset+ads-weighted": _cfg("coreset", 0.1, "knn-shapley", aggregate="weighted", top_m=10, k=10),
+    "coreset+ads-f0.3": _cfg("coreset", 0.3, "knn-shapley", aggregate="max", top_m=10, k=10),
+    "direct-top": _cfg("coreset", 0.1, "direct", "top"),
+    "direct-balanced": _cfg("coreset", 0.1, "direct", "balanced"),
+    "direct-balanced-f0.3": _cfg("coreset", 0.3, "direct", "balanced"),
+    "direct-threshold": _cfg("coreset", 0.1, "direct", "threshold"),
+    "direct-threshold-p10": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "percentile": 10.0}),
+    "direct-threshold-p2": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "percentile": 2.0}),
+    "direct-threshold-c20": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "max_candidates_factor": 20}),
+    "direct-filter": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "max_candidates": 0}),
+    "direct-filter+rejects": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "max_candidates": 0,
+                                                              "near_rejected": True}),
+    "direct-filter-p10+rejects": _cfg("coreset", 0.1, "direct", {"shape": "threshold", "max_candidates": 0,
+                                                                  "percentile": 10.0, "near_rejected": True}),
+    "coreset+rejects": _cfg("coreset", 1.0, "direct", {"shape": "top", "near_rejected": True}),
+    "badge+direct-filter+rejects": _cfg("badge", 0.1, "direct", {"shape": "threshold", "max_candidates": 0,
+                                                                  "near_rejected": True}),
+    "badge": _cfg("badge"),
+    "badge+direct-threshold": _cfg("badge", 0.1, "direct", "threshold"),
+    "badge+direct-balanced": _cfg("badge", 0.1, "direct", "balanced"),
+    "badge+paper": _cfg("badge", 0.1, "knn-shapley", aggregate="max", top_m=10, k=10),
+    "entropy": _cfg("entropy"),
+    "random": _cfg("random"),
 }
 COARSE = ("clean", "corrupted", "shifted", "off-task", "mislabeled")
+# Pools: cheap = today's (off-task items get random digit labels, 10 % of clean digits
+# mislabeled); cheap-reject / fashion-reject = a rejecting annotator (off-task items are
+# rejected: paid for, nothing learned) with uniform annotator noise on accepted labels.
+POOLS = ("curated", "cheap", "cheap-reject", "fashion-reject")
+REJECT_FRACTIONS = {"clean": 0.5, "corrupted": 0.15, "shifted": 0.2, "off-task": 0.15}
 
 
 def coarse(tag: str) -> str:
@@ -56,7 +86,8 @@ def coarse(tag: str) -> str:
 
 
 def build_data(pool_name: str, root: Path, args) -> dict:
-    out = root / f"data-{pool_name}-p{args.pool}-l{args.labeled}-s{args.data_seed}"
+    noise = f"-n{args.annotator_noise:g}" if pool_name.endswith("-reject") else ""
+    out = root / f"data-{pool_name}-p{args.pool}-l{args.labeled}-t{args.test}-s{args.data_seed}{noise}"
     paths = {n: out / f"{n}.zarr" for n in ("labeled", "val", "test", "pool")}
     if all(p.exists() for p in paths.values()):
         return {k: str(v) for k, v in paths.items()}
@@ -67,20 +98,27 @@ def build_data(pool_name: str, root: Path, args) -> dict:
                           seed=args.data_seed, overwrite=True)
     from ads.datasets.cheap import make_cheap_mnist
 
+    kw = {}
+    if pool_name.endswith("-reject"):
+        kw = dict(fractions=REJECT_FRACTIONS, label_noise=0.0, off_task_labels="reject",
+                  annotator_noise=args.annotator_noise, task="fashion" if pool_name.startswith("fashion") else "mnist")
     return {k: str(v) for k, v in make_cheap_mnist(out, labeled=args.labeled, val=args.val, pool=args.pool,
-                                                   test=args.test, seed=args.data_seed, overwrite=True).items()}
+                                                   test=args.test, seed=args.data_seed, overwrite=True, **kw).items()}
 
 
 def run_one(data: dict, name: str, seed: int, workdir: Path, args) -> list[dict]:
-    strategy, fraction, *rest = STRATEGIES[name]
+    spec = STRATEGIES[name]
     run = L.Run(workdir)
     if args.report_only:
         return L.read_rounds(workdir) if run.exists() and run.load()["stage"] == "done" else None
     if not run.exists():
+        pre = dict(spec["preselect"])
+        if "max_candidates_factor" in pre:
+            pre["max_candidates"] = pre.pop("max_candidates_factor") * args.budget
         cfg = L.LoopConfig(pool=data["pool"], labeled=data["labeled"], val=data["val"], test=data["test"],
-                           rounds=args.rounds, budget=args.budget, strategy=strategy, fraction=fraction, seed=seed,
-                           oracle="hidden", embed={"epochs": args.epochs, "arch": "cnn"},
-                           scorer_params={"aggregate": rest[0] if rest else "max"})
+                           rounds=args.rounds, budget=args.budget, strategy=spec["strategy"], fraction=spec["fraction"],
+                           seed=seed, oracle="hidden", embed={"epochs": args.epochs, "arch": "cnn"},
+                           scorer=spec["scorer"], scorer_params=spec["scorer_params"], preselect=pre)
         L.start(cfg, workdir)
     if run.load()["stage"] != "done":
         t = time.time()
@@ -110,6 +148,8 @@ def summarise(all_runs: dict) -> dict:
                         shares[coarse(tag)] = shares.get(coarse(tag), 0) + n
                 rounds[k] = {
                     "n_labeled": recs[0]["n_labeled"],
+                    "n_bought": recs[0].get("n_bought"),
+                    "wasted_mean": float(np.mean([x.get("n_rejected", 0) for x in recs])),
                     "acc_mean": float(np.mean(accs)),
                     "acc_std": float(np.std(accs)),
                     # median over seeds: robust to a run timed while the machine was busy
@@ -136,6 +176,12 @@ def to_markdown(summary: dict, args) -> str:
             first = next(v[k] for v in by_strat.values() if k in v)
             cells = [f"{v[k]['acc_mean'] * 100:.2f} ± {v[k]['acc_std'] * 100:.2f}" if k in v else "-" for v in by_strat.values()]
             lines.append(f"| {k} | {first['n_labeled']} | " + " | ".join(cells) + " |")
+        lines += ["", f"## {pool_name} pool: labels wasted on rejected items (cumulative, mean over seeds)", "",
+                  "| round | bought | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for k in range(n_rounds):
+            first = next(v[k] for v in by_strat.values() if k in v)
+            cells = [f"{v[k]['wasted_mean']:.0f}" if k in v else "-" for v in by_strat.values()]
+            lines.append(f"| {k} | {first.get('n_bought')} | " + " | ".join(cells) + " |")
         lines += ["", f"## {pool_name} pool: seconds per batch (train+embed+value+score+strategy, median over seeds)", "",
                   "| round | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for k in range(n_rounds - 1):
@@ -154,7 +200,7 @@ def to_markdown(summary: dict, args) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: dict, out_dir: Path) -> list[Path]:
+def plot(summary: dict, out_dir: Path, name: str = "effectiveness") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +225,7 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
             a.grid(alpha=0.3)
             a.legend(fontsize=8)
         fig.tight_layout()
-        p = out_dir / f"effectiveness_{pool_name}.png"
+        p = out_dir / f"{name}_{pool_name}.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
@@ -188,8 +234,10 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pools", nargs="+", default=["curated", "cheap"], choices=["curated", "cheap"])
-    ap.add_argument("--strategies", nargs="+", default=["coreset+ads", "coreset", "entropy", "random"], choices=list(STRATEGIES))
+    ap.add_argument("--pools", nargs="+", default=["curated", "cheap"], choices=list(POOLS))
+    ap.add_argument("--strategies", nargs="+", default=["paper", "coreset", "entropy", "random"], choices=list(STRATEGIES))
+    ap.add_argument("--annotator-noise", type=float, default=0.05, help="annotator error rate of the *-reject pools")
+    ap.add_argument("--name", default="effectiveness", help="file stem of the results")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=1000)
@@ -210,7 +258,9 @@ def main(argv=None):
         for name in args.strategies:
             runs = []
             for seed in args.seeds:
-                wd = args.workdir / f"{pool_name}-p{args.pool}-r{args.rounds}-b{args.budget}-e{args.epochs}" / f"{name}-s{seed}"
+                noise = f"-n{args.annotator_noise:g}" if pool_name.endswith("-reject") else ""
+                wd = (args.workdir / f"{pool_name}{noise}-p{args.pool}-l{args.labeled}-t{args.test}-r{args.rounds}-b{args.budget}"
+                      f"-e{args.epochs}" / f"{name}-s{seed}")
                 recs = run_one(data, name, seed, wd, args)
                 if recs is not None:
                     runs.append(recs)
@@ -221,10 +271,10 @@ def main(argv=None):
     summary = summarise(all_runs)
     md = to_markdown(summary, args)
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "effectiveness.md").write_text(md)
-    (args.results / "effectiveness.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                                 "summary": summary}, indent=1))
-    plot(summary, args.results)
+    (args.results / f"{args.name}.md").write_text(md)
+    (args.results / f"{args.name}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                               "summary": summary}, indent=1))
+    plot(summary, args.results, args.name)
     print(md)
 
 
