@@ -62,14 +62,18 @@ def preselect_options(f):
                      "--percentile of validation points' scores, then keep at most --max-candidates, class-balanced."),
         click.option("--percentile", type=float, default=5.0, show_default=True,
                      help="threshold: percentile of the in-distribution (validation) scores below which points are dropped."),
-        click.option("--max-candidates", type=int, default=None, help="threshold: most candidates kept (default 10 x budget)."),
+        click.option("--max-candidates", type=int, default=None,
+                     help="threshold: most candidates kept (default 10 x budget; 0 = no cap: a pure junk filter)."),
+        click.option("--near-rejected/--keep-near-rejected", default=False, show_default=True,
+                     help="loop: drop pool points nearer to an item the annotator rejected than to any accepted label."),
     ])
 
 
-def _preselect(shape, fraction, percentile, max_candidates, owner):
+def _preselect(shape, fraction, percentile, max_candidates, owner, near_rejected=False):
     from ads.select import Preselect
 
-    return Preselect(shape=shape, fraction=fraction, percentile=percentile, max_candidates=max_candidates).validate(owner)
+    return Preselect(shape=shape, fraction=fraction, percentile=percentile, max_candidates=max_candidates,
+                     near_rejected=near_rejected).validate(owner)
 
 
 def network_options(f):
@@ -446,7 +450,8 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @overwrite_option
 @json_option
 @quiet_option
-def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, strategy, scorer,
+def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, near_rejected, strategy,
+           scorer,
            aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, overwrite, as_json,
            quiet):
     """Pick BUDGET pool points worth labeling.
@@ -602,7 +607,7 @@ def _loop_summary(workdir, state, as_json):
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
-         max_candidates, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
+         max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
          as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
@@ -636,7 +641,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                            test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
                            fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
                            embed={"arch": arch, "epochs": epochs, "device": device},
-                           preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates})
+                           preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
+                                      "near_rejected": near_rejected})
         L.start(cfg, workdir)
     _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
 

@@ -214,7 +214,8 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
     scores = score_pool(scorer, em, data, n_classes, seed=seed, seconds=seconds)
     t = time.perf_counter()
     calibration = None
-    if pre.shape == "threshold":
+    needs_weights = getattr(strategy, "needs_weights", False)
+    if pre.shape == "threshold" or needs_weights:
         if em.proba_val is None:
             raise ParameterError("threshold pre-selection needs the validation points' class probabilities.")
         calibration = np.asarray(scorer.calibration_scores(em.emb_val, em.proba_val), dtype=np.float64)
@@ -233,8 +234,11 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
                 f", threshold {pinfo['threshold']:.4g} dropped {pinfo['dropped']}" if "threshold" in pinfo else "")
     if cand.size < budget:
         raise ParameterError(f"The 'budget' parameter ({budget}) is larger than the unlabeled pool left ({cand.size} points).")
+    extra = {}
+    if needs_weights:  # in-distribution probability: the share of validation points scoring at most as high
+        extra["weights"] = np.searchsorted(np.sort(calibration), scores[cand], side="right") / calibration.shape[0]
     picks = strategy.select(em.emb_pool[cand], budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
-                            proba=em.proba_pool[cand], random_state=seed)
+                            proba=em.proba_pool[cand], random_state=seed, **extra)
     seconds["strategy"] = time.perf_counter() - t
     return cand[picks], scores, int(cand.size)
 

@@ -34,8 +34,9 @@ class Strategy:
     name: str = ""
     needs_labeled: bool = False
     needs_proba: bool = False
+    needs_weights: bool = False  # takes per-candidate weights (e.g. an in-distribution probability)
 
-    def select(self, X, n, *, X_labeled=None, proba=None, random_state=None) -> np.ndarray:
+    def select(self, X, n, *, X_labeled=None, proba=None, random_state=None, weights=None) -> np.ndarray:
         """Pick ``n`` distinct candidates; return their indices (int64) in pick order."""
         X = _check_matrix(X, "X", self.name)
         n = check_int(n, "n", f"strategy {self.name!r}", min_value=1)
@@ -61,7 +62,10 @@ class Strategy:
                 )
             _check_proba(proba, self.name)
         rng = _check_random_state(random_state, self.name)
-        picks = self._select(X, n, X_labeled=X_labeled, proba=proba, rng=rng)
+        extra = {}
+        if self.needs_weights:
+            extra["weights"] = None if weights is None else _check_weights(weights, X.shape[0], self.name)
+        picks = self._select(X, n, X_labeled=X_labeled, proba=proba, rng=rng, **extra)
         return np.asarray(picks, dtype=np.int64)
 
     def _select(self, X, n, *, X_labeled, proba, rng) -> np.ndarray:  # pragma: no cover
@@ -86,6 +90,15 @@ def _check_matrix(a, what: str, owner: str, *, allow_empty: bool = False) -> np.
     if not np.isfinite(a).all():
         raise DataError(f"{what} of strategy {owner!r} contains NaN or inf.")
     return a
+
+
+def _check_weights(weights, n: int, owner: str) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise DataError(f"weights of strategy {owner!r} must have shape ({n},), one per candidate. Got {w.shape}.")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError(f"weights of strategy {owner!r} must be finite and >= 0.")
+    return w
 
 
 # Rows of proba may come from a float32 softmax; this only catches logits or garbage.

@@ -243,3 +243,42 @@ class Coreset(Strategy):
             self.candidate_set_size, "candidate_set_size", f"strategy {self.name!r}", min_value=1
         )
         return coreset_greedy(X, n, X_labeled, candidate_set_size=size)
+
+
+def weighted_coreset_greedy(X, n, X_labeled=None, weights=None) -> np.ndarray:
+    """Greedy k-center on weighted distances: repeatedly pick ``argmax_i w_i min_j Δ(x_i, x_j)``
+    (ties -> lowest index), then update every candidate's distance to the new pick.
+
+    With all weights 1 this is exactly :func:`coreset_greedy`. A weight is the chance that
+    the candidate is worth labeling at all (e.g. in-distribution): farthest-first no
+    longer runs to the outliers a filter let through, unless nothing closer is left.
+    """
+    X = np.asarray(X)
+    sq = sq_norms(X)
+    mind = _labeled_min_dist(X, sq, X_labeled)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    picks = []
+    for _ in range(n):
+        crit = w * mind
+        crit[np.isnan(crit)] = 0.0  # 0 * inf: a zero-weight point far from everything
+        if picks:
+            crit[picks] = -np.inf
+        i = int(np.argmax(crit))
+        picks.append(i)
+        c = _rows64(X, i, i + 1)
+        _min_sq_dist(X, sq, c, sq[i : i + 1], mind)
+    return np.array(picks, dtype=np.int64)
+
+
+@register
+class WeightedCoreset(Strategy):
+    """Greedy k-center whose farthest-first criterion is scaled by a per-candidate weight
+    (the pipeline passes each candidate's in-distribution probability: the share of
+    validation points scoring at most as high). Without weights: plain Coreset."""
+
+    name = "coreset-weighted"
+    needs_labeled = True
+    needs_weights = True
+
+    def _select(self, X, n, *, X_labeled, proba, rng, weights=None):
+        return weighted_coreset_greedy(X, n, X_labeled, weights)

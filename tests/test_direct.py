@@ -265,3 +265,49 @@ def test_cheap_pool_rejecting_oracle_and_annotator_noise(tmp_path):
     assert (rej.hidden("y")[off] == -1).all() and (rej.hidden("y")[~off] >= 0).all()
     flipped = (rej.hidden("y") != base.hidden("y"))[~off]
     assert 0.15 < flipped.mean() < 0.25  # about the annotator-noise rate, whatever the source
+
+
+def test_near_rejected_mask_equals_numpy_1nn():
+    from ads.select import near_rejected_mask
+
+    rng = np.random.default_rng(3)
+    pool = rng.integers(0, 6, (200, 2)).astype(np.float32)
+    acc = rng.integers(0, 6, (15, 2)).astype(np.float32)
+    rej = rng.integers(0, 6, (6, 2)).astype(np.float32)
+    d_acc = ((pool[:, None] - acc[None]) ** 2).sum(-1).min(1)
+    d_rej = ((pool[:, None] - rej[None]) ** 2).sum(-1).min(1)
+    np.testing.assert_array_equal(near_rejected_mask(pool, acc, rej), d_rej < d_acc)  # ties -> accepted
+
+
+def test_loop_drops_points_near_rejected_items(tmp_path, digits):
+    from ads import loop as L
+    from ads.pool import open_pool, write_pool
+    from ads.select import near_rejected_mask
+    from cli import resume_run
+
+    _, feats, y = digits
+    kw = {"classes": [str(c) for c in range(10)]}
+    hidden = y[400:900].copy()
+    hidden[hidden == 9] = -1  # this annotator rejects every 9 of the pool
+    write_pool(tmp_path / "lab.zarr", feats[:200], y=y[:200], **kw)
+    write_pool(tmp_path / "val.zarr", feats[200:300], y=y[200:300], **kw)
+    write_pool(tmp_path / "pool.zarr", feats[400:900], y=np.full(500, -1), hidden={"y": hidden}, **kw)
+    cfg = L.LoopConfig(pool=str(tmp_path / "pool.zarr"), labeled=str(tmp_path / "lab.zarr"), val=str(tmp_path / "val.zarr"),
+                       test=None, rounds=2, budget=30, strategy="coreset", fraction=1.0, seed=0,
+                       preselect={"near_rejected": True})
+    run = L.start(cfg, tmp_path / "run")
+    state = resume_run(run.dir, progress=False)
+    recs = L.read_rounds(run.dir)
+    assert "dropped_near_rejected" not in recs[0]["preselect"]  # nothing rejected yet
+    assert recs[1]["preselect"]["dropped_near_rejected"] > 0
+    # features stores: the embeddings are the features, so the mask can be recomputed exactly
+    pool = open_pool(tmp_path / "pool.zarr")
+    ids = pool.ids().tolist()
+    x = pool.read_x()
+    first = [a for a in state["added"] if a[2] == 0]
+    rej = [ids.index(a[0]) for a in first if a[1] < 0]
+    acc_rows = [ids.index(a[0]) for a in first if a[1] >= 0]
+    accepted = np.concatenate([feats[:200], x[acc_rows]])
+    near = near_rejected_mask(x, accepted, x[rej])
+    second = [ids.index(p) for p in recs[1]["picked"]]
+    assert rej and not near[second].any()

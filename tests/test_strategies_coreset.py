@@ -101,3 +101,31 @@ def test_labeled_distance_is_exact_min():
     L = rng.integers(-5, 5, size=(9, 3)).astype(np.float64)
     want = ((X[:, None, :] - L[None]) ** 2).sum(-1).min(1)
     np.testing.assert_array_equal(cs._labeled_min_dist(X, cs.sq_norms(X), L), want)
+
+
+def naive_weighted_coreset(X, n, X_labeled, w):
+    """Textbook: argmax of w_i * min distance, full update after each pick."""
+    X = np.asarray(X, dtype=np.float64)
+    mind = np.array([min(((l - x) ** 2).sum() for l in X_labeled) for x in X]) if X_labeled is not None else np.full(len(X), np.inf)
+    picks = []
+    for _ in range(n):
+        crit = np.where(np.isinf(mind) & (w == 0), 0.0, w * mind)
+        crit[picks] = -np.inf
+        i = int(np.argmax(crit))
+        picks.append(i)
+        mind = np.minimum(mind, ((X - X[i]) ** 2).sum(1))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_coreset_matches_naive_and_unit_weights_equal_coreset(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 5, (80, 3)).astype(float)  # ties and duplicates
+    L = rng.integers(0, 5, (6, 3)).astype(float)
+    w = rng.choice([0.0, 0.25, 0.5, 1.0], size=80)
+    got = strategies.get("coreset-weighted").select(X, 20, X_labeled=L, weights=w)
+    np.testing.assert_array_equal(got, naive_weighted_coreset(X, 20, L, w))
+    np.testing.assert_array_equal(strategies.get("coreset-weighted").select(X, 20, X_labeled=L),
+                                  strategies.get("coreset").select(X, 20, X_labeled=L))
+    with pytest.raises(Exception, match=r"weights of strategy 'coreset-weighted' must have shape \(80,\)"):
+        strategies.get("coreset-weighted").select(X, 2, X_labeled=L, weights=w[:5])
