@@ -210,7 +210,7 @@ def to_markdown(summary: dict, args) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: dict, out_dir: Path, name: str = "effectiveness") -> list[Path]:
+def plot(summary: dict, out_dir: Path, stem: str = "effectiveness") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,7 +235,7 @@ def plot(summary: dict, out_dir: Path, name: str = "effectiveness") -> list[Path
             a.grid(alpha=0.3)
             a.legend(fontsize=8)
         fig.tight_layout()
-        p = out_dir / f"{name}_{pool_name}.png"
+        p = out_dir / f"{stem}_{pool_name}.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
