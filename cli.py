@@ -875,15 +875,33 @@ def _one_line(e: click.ClickException) -> str:
     return f"ads: error: {where}{e.format_message()}".replace("\n", " ")
 
 
+def _command_of(args) -> str:
+    """The command a command line runs, e.g. "ads pool create" (for error lines)."""
+    words, group = ["ads"], ads
+    for a in args:
+        if a.startswith("-") or not isinstance(group, click.Group) or a not in group.commands:
+            break
+        words.append(a)
+        group = group.commands[a]
+    return " ".join(words)
+
+
+def _named(message: str, command: str) -> str:
+    """The message, led by the command unless it already names it."""
+    return message if command == "ads" or command in message else f"{command}: {message}"
+
+
 def main(argv=None):
-    """Console entry point: every error becomes one line on stderr and exit code 2."""
+    """Console entry point: every error becomes one line on stderr and exit code 2; the
+    line names the command that failed ("ads: error: ads loop: ...")."""
     args = sys.argv[1:] if argv is None else list(argv)
     quiet = "-q" in args or "--quiet" in args
     _setup_logging(quiet)
+    command = _command_of(args)
     try:
         ads.main(args=args, prog_name="ads", standalone_mode=False)
     except AdsError as e:
-        click.echo(f"ads: error: {e}", err=True)
+        click.echo(f"ads: error: {_named(str(e), command)}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
@@ -899,7 +917,7 @@ def main(argv=None):
         click.echo("ads: interrupted", err=True)
         sys.exit(130)
     except OSError as e:
-        click.echo(f"ads: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        click.echo("ads: error: " + _named(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "), command), err=True)
         sys.exit(2)
     sys.exit(0)
 

@@ -370,3 +370,19 @@ def test_demo_runs_the_main_job(tmp_path):
     assert r.exit_code == 0, r.output
     assert "validation accuracy of the network" in r.stdout and "candidates kept by ADS              100" in r.stdout
     assert len((tmp_path / "d" / "selection.csv").read_text().splitlines()) == 21
+
+
+@pytest.mark.parametrize("args,command", [
+    (["pool", "info", "missing.zarr"], "ads pool info"),
+    (["pool", "create", "o.zarr", "--from-npz", "missing.npz"], "ads pool create"),
+    (["select", "--pool", "missing.zarr", "--labeled", "l.zarr", "--budget", "5"], "ads select"),
+    (["score", "--pool", "missing.zarr", "--labeled", "l.zarr", "--out", "s.csv"], "ads score"),
+    (["value", "--labeled", "missing.zarr", "--out", "v.csv"], "ads value"),
+    (["loop", "--pool", "missing.zarr", "--labeled", "l.zarr", "--rounds", "1", "--budget", "1", "--workdir", "r"], "ads loop"),
+    (["label", "norun", "--import", "l.csv"], "ads label"),
+    (["report", "norun"], "ads report"),
+    (["data", "mnist", "d", "--labeled", "0"], "ads data mnist"),
+])
+def test_every_error_line_names_its_command(tmp_path, args, command):
+    line = _error_line(run(args, tmp_path, cwd=tmp_path))
+    assert line.startswith(f"ads: error: {command}") or f"of {command}" in line, line

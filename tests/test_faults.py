@@ -719,11 +719,11 @@ def test_full_disk_real_file_size_limit(tmp_path, big_npz, feature_stores):
     """A real write failure from the kernel (a per-process file-size limit, EFBIG): one
     line naming the user's output, no temporary left, no output."""
     store = cli_proc(["pool", "create", tmp_path / "lim.zarr", "--from-npz", big_npz], preexec_fn=_file_size_limit(1 << 20))
-    assert store.returncode == 2 and store.stderr == f"ads: error: cannot write store '{tmp_path / 'lim.zarr'}': File too large.\n"
+    assert store.returncode == 2 and store.stderr == f"ads: error: ads pool create: cannot write store '{tmp_path / 'lim.zarr'}': File too large.\n"
     out = tmp_path / "sel.csv"
     csv = cli_proc(["select", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--budget", 20,
                     "--out", out, "--no-cache", "-q"], preexec_fn=_file_size_limit(100))
-    assert csv.returncode == 2 and csv.stderr == f"ads: error: cannot write '{out}': File too large.\n"
+    assert csv.returncode == 2 and csv.stderr == f"ads: error: ads select: cannot write '{out}': File too large.\n"
     assert temporaries(tmp_path) == [] and not (tmp_path / "lim.zarr").exists() and not out.exists()
 
 
@@ -742,6 +742,6 @@ def test_full_disk_simulated_enospc_in_zarr(tmp_path, monkeypatch, digits):
     monkeypatch.setattr(local, "_put", put)
     np.savez(tmp_path / "f.npz", x=digits[1][:400], y=digits[2][:400])
     r = run(["pool", "create", tmp_path / "f.zarr", "--from-npz", tmp_path / "f.npz", "-q"], tmp_path / "cache")
-    assert one_error_line(r) == f"ads: error: cannot write store '{tmp_path / 'f.zarr'}': No space left on device."
+    assert one_error_line(r) == f"ads: error: ads pool create: cannot write store '{tmp_path / 'f.zarr'}': No space left on device."
     time.sleep(0.1)
     assert len(calls) > 3 and temporaries(tmp_path) == [] and not (tmp_path / "f.zarr").exists()
