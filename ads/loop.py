@@ -58,19 +58,22 @@ class LoopConfig:
     rounds: int
     budget: int
     strategy: str = "coreset"
-    fraction: float = 0.1
+    fraction: float = 1.0
     seed: int = 0
     oracle: str = "hidden"
-    scorer: str = "knn-shapley"
+    scorer: str = "direct"
     scorer_params: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)  # EmbedConfig fields other than the seed
-    preselect: dict = field(default_factory=dict)  # Preselect fields other than the fraction
+    preselect: dict = field(default_factory=lambda: {"near_rejected": True})  # Preselect fields but the fraction
 
     @classmethod
     def from_state(cls, c: dict) -> LoopConfig:
         """The configuration of a state file, including those written before the parts
         became objects (k/aggregate/top_m/dvrl_iterations/arch/epochs/device fields)."""
         c = dict(c)
+        # fields a state written by an older ads lacks take that version's behaviour
+        c.setdefault("scorer", "knn-shapley")
+        c.setdefault("fraction", 0.1)
         if "scorer_params" not in c:
             params = {"top_m": c.pop("top_m", 10), "aggregate": c.pop("aggregate", "max")}
             k, iters = c.pop("k", 10), c.pop("dvrl_iterations", 2000)
@@ -207,7 +210,8 @@ def _start(config: LoopConfig, workdir) -> Run:
 def _preselect(c: dict):
     from ads.select import Preselect
 
-    return Preselect(**{**c.get("preselect", {}), "fraction": c["fraction"]}).validate(_OWNER)
+    # near_rejected absent: a state written before it existed, when it was off
+    return Preselect(**{"near_rejected": False, **c.get("preselect", {}), "fraction": c["fraction"]}).validate(_OWNER)
 
 
 def _open_task(c: dict):

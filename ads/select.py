@@ -127,10 +127,10 @@ class Preselect:
     """
 
     shape: str = "top"
-    fraction: float = 0.1
+    fraction: float = 1.0
     percentile: float = 5.0
     max_candidates: int | None = None
-    near_rejected: bool = False
+    near_rejected: bool = True
 
     def validate(self, owner: str = "ads select") -> Preselect:
         check_choice(self.shape, PRESELECT_SHAPES, "preselect", owner)
@@ -203,7 +203,7 @@ def near_rejected_mask(emb_pool, emb_accepted, emb_rejected) -> np.ndarray:
 
 
 def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: int, scorer, strategy,
-                  preselect: Preselect | None = None, fraction: float = 0.1, seed: int = 0, labeled_emb=None,
+                  preselect: Preselect | None = None, fraction: float = 1.0, seed: int = 0, labeled_emb=None,
                   exclude=None, rejected=None, seconds=None, info=None):
     """Score the pool, pre-select (without ``exclude`` rows) and let the strategy pick
     ``budget`` of the candidates. ``rejected``: pool rows the annotator rejected (for
@@ -243,7 +243,7 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
     return cand[picks], scores, int(cand.size)
 
 
-def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 0.1,
+def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 1.0,
            preselect: Preselect | None = None, seed: int = 0, embed: EmbedConfig | None = None,
            cache: EmbeddingCache | None = None, progress: bool = True, owner: str = "ads select") -> Selection:
     """Pick ``budget`` pool points: embed, score with ``scorer``, keep the top ``fraction``

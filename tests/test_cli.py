@@ -38,12 +38,14 @@ def test_select_features_end_to_end(tmp_path, feature_stores):
     args = ["select", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--val",
             feature_stores["val"], "--budget", 20, "--out", out, "--seed", 3]
     r = run(args, tmp_path)
+    paper = run(args[:-4] + ["--fraction", 0.1, "--scorer", "knn-shapley", "--json", "-q"], tmp_path)
+    assert json.loads(paper.stdout)["n_candidates"] == 60  # max(20, ceil(0.1 * 600))
     assert r.exit_code == 0, r.output
     rows = read_csv(out)
     assert len(rows) == 20 and len({r["id"] for r in rows}) == 20
     pool_ids = set(open_pool(feature_stores["pool"]).ids())
     assert {r["id"] for r in rows} <= pool_ids
-    assert "60 candidates after pre-selection" in r.output  # max(20, ceil(0.1 * 600))
+    assert "600 candidates after pre-selection" in r.output  # the default: no cut (fraction 1)
     first = out.read_text()
     again = run(args, tmp_path)
     assert again.exit_code == 2 and "already exists; pass --overwrite" in again.output  # one policy for outputs
