@@ -311,3 +311,27 @@ def test_loop_drops_points_near_rejected_items(tmp_path, digits):
     near = near_rejected_mask(x, accepted, x[rej])
     second = [ids.index(p) for p in recs[1]["picked"]]
     assert rej and not near[second].any()
+
+
+def test_default_loop_equals_plain_coreset_when_nothing_is_rejected(tmp_path, digits):
+    """The default configuration (no cut, near-rejected filtering) picks exactly what plain
+    whole-pool Coreset picks until the annotator rejects something (e.g. on a curated pool)."""
+    from cli import resume_run
+
+    from ads import loop as L
+    from ads.pool import write_pool
+
+    _, feats, y = digits
+    kw = {"classes": [str(c) for c in range(10)]}
+    write_pool(tmp_path / "lab.zarr", feats[:200], y=y[:200], **kw)
+    write_pool(tmp_path / "val.zarr", feats[200:300], y=y[200:300], **kw)
+    write_pool(tmp_path / "pool.zarr", feats[400:900], y=np.full(500, -1), hidden={"y": y[400:900]}, **kw)
+    base = dict(pool=str(tmp_path / "pool.zarr"), labeled=str(tmp_path / "lab.zarr"), val=str(tmp_path / "val.zarr"),
+                test=None, rounds=3, budget=20, strategy="coreset", seed=0)
+    picks = {}
+    for name, cfg in {"default": L.LoopConfig(**base),
+                      "plain": L.LoopConfig(**base, fraction=1.0, scorer="knn-shapley", preselect={"near_rejected": False})}.items():
+        run = L.start(cfg, tmp_path / name)
+        resume_run(run.dir, progress=False)
+        picks[name] = [r["picked"] for r in L.read_rounds(run.dir)]
+    assert picks["default"] == picks["plain"] and sum(map(len, picks["default"])) == 60
