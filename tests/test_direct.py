@@ -316,10 +316,9 @@ def test_loop_drops_points_near_rejected_items(tmp_path, digits):
 def test_default_loop_equals_plain_coreset_when_nothing_is_rejected(tmp_path, digits):
     """The default configuration (no cut, near-rejected filtering) picks exactly what plain
     whole-pool Coreset picks until the annotator rejects something (e.g. on a curated pool)."""
-    from cli import resume_run
-
     from ads import loop as L
     from ads.pool import write_pool
+    from cli import resume_run
 
     _, feats, y = digits
     kw = {"classes": [str(c) for c in range(10)]}
