@@ -155,3 +155,56 @@ def naive_kmedians_select(X, n, seed, max_iter=20):
         d[picks] = np.inf
         picks.append(int(np.argmin(d)))
     return np.array(picks)
+
+
+# ---------------------------------------------------------------- generic semivalues (valuers)
+
+
+def enumerate_semivalue(n, utility, alpha=1.0, beta=1.0):
+    """Semivalues of ``utility`` (a function of a tuple of indices) by enumerating every
+    subset (n <= 10): phi(i) = sum_{S not containing i} omega(|S|) (U(S + i) - U(S)) with
+    Beta Shapley's omega(s) = B(s + beta, n-1-s + alpha) / B(alpha, beta) (Kwon & Zou 2022);
+    alpha = beta = 1 is the Shapley value, omega(s) = s! (n-1-s)! / n!."""
+
+    def log_beta(a, b):
+        return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+    cache = {}
+
+    def u(s):
+        key = tuple(sorted(s))
+        if key not in cache:
+            cache[key] = utility(key)
+        return cache[key]
+
+    phi = np.zeros(n)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        for size in range(n):
+            if alpha == 1.0 and beta == 1.0:
+                w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            else:
+                w = math.exp(log_beta(size + beta, n - 1 - size + alpha) - log_beta(alpha, beta))
+            for s in itertools.combinations(others, size):
+                phi[i] += w * (u(s + (i,)) - u(s))
+    return phi
+
+
+def knn_utility_mean(x_train, y_train, x_val, y_val, k):
+    """U(S) = mean over validation points of :func:`knn_utility`, as a function of S."""
+    x_train = np.asarray(x_train, dtype=np.float64)
+    keys = []
+    for xv in np.asarray(x_val, dtype=np.float64):
+        dist = [float(((x_train[j] - xv) ** 2).sum()) for j in range(len(x_train))]
+        keys.append(lambda j, dist=dist: (dist[j], j))
+
+    def utility(subset):
+        return sum(knn_utility(list(subset), key, y_train, yv, k) for key, yv in zip(keys, y_val)) / len(y_val)
+
+    return utility
+
+
+def brute_force_loo(n, utility):
+    """U(D) - U(D minus i) for every i, by calling ``utility`` n + 1 times."""
+    full = utility(tuple(range(n)))
+    return np.array([full - utility(tuple(j for j in range(n) if j != i)) for i in range(n)])

@@ -60,6 +60,6 @@ def test_select_on_mnist(tmp_path):
 
     p = make_mnist(tmp_path, labeled=200, val=100, pool=1000, test=10, seed=0)
     sel = select(p["pool"], p["labeled"], p["val"], budget=30, scorer=make_scorer("knn-shapley"),
-                 strategy=strategies.get("coreset"), embed=EmbedConfig(epochs=4), progress=False)
+                 strategy=strategies.get("coreset"), fraction=0.1, embed=EmbedConfig(epochs=4), progress=False)
     assert len(set(sel.ids)) == 30 and sel.n_candidates == 100
     assert sel.val_accuracy > 0.5  # a real network on real digits, 4 epochs on 200 images
