@@ -230,12 +230,9 @@ def _labeled_data(task, added) -> tuple[LabeledData, np.ndarray]:
     x, y, ids = d.x, d.y, d.ids
     rows = np.empty(0, dtype=np.int64)
     if added:
-        index = {pid: i for i, pid in enumerate(pool.ids())}
-        rows = np.array([index[a[0]] for a in added], dtype=np.int64)
+        rows = pool.rows_of(a[0] for a in added)
         keep = np.array([a[1] >= 0 for a in added], dtype=bool)  # rejected items are never trained on
-        order = np.argsort(rows)
-        xa = np.empty((rows.size, *pool.item_shape), dtype=pool.x.dtype)
-        xa[order] = pool.take(rows[order])
+        xa = pool.take(rows)
         x = np.concatenate([x, xa[keep]])
         y = np.concatenate([y, np.array([a[1] for a in added], dtype=np.int64)[keep]])
         ids = np.concatenate([ids, np.array([a[0] for a in added])[keep]])
@@ -331,9 +328,8 @@ def _resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None
                             state["round"], len(state["batch"]), path, run.dir)
                 return state
             hidden = pool.hidden("y")
-            index = {pid: i for i, pid in enumerate(pool.ids())}
             t = time.perf_counter()
-            labels = [int(hidden[index[b]]) for b in state["batch"]]
+            labels = [int(v) for v in hidden[pool.rows_of(state["batch"])]]
             _add_labels(run, state, labels, time.perf_counter() - t)
             done_rounds += 1
             if max_rounds is not None and done_rounds >= max_rounds:
@@ -378,11 +374,7 @@ def _write_to_label(run: Run, state: dict, pool: Pool) -> Path:
         return path
     from PIL import Image
 
-    index = {pid: i for i, pid in enumerate(pool.ids())}
-    rows = np.array([index[b] for b in batch])
-    order = np.argsort(rows)
-    imgs = np.empty((rows.size, *pool.item_shape), dtype=np.uint8)
-    imgs[order] = pool.take(rows[order])
+    imgs = pool.take(pool.rows_of(batch))
     names = [f"{_safe_name(b)}.png" for b in batch]
     with atomic_dir(folder / "images") as tmp:
         for img, name in zip(imgs, names):

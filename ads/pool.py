@@ -192,6 +192,14 @@ class Pool:
     def read_x(self) -> np.ndarray:
         return self._read("x", lambda: np.asarray(self.x[:]))
 
+    def rows_of(self, ids) -> np.ndarray:
+        """The row of each id (int64, in the order given); the id -> row map is built once
+        per opened store."""
+        index = self.__dict__.get("_row_index")
+        if index is None:
+            index = self.__dict__["_row_index"] = {pid: i for i, pid in enumerate(self.ids())}
+        return np.array([index[pid] for pid in ids], dtype=np.int64)
+
     def take(self, rows) -> np.ndarray:
         """Rows ``rows`` (any order, no repeats needed) of ``x``, in that order."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -329,9 +329,9 @@ class Session:
             state = L.resume(self.run.dir, strategy=_StrategyProxy(strategy, p), scorer=_ScorerProxy(scorer, p),
                              progress=False, lock_timeout=self.lock_timeout)
             scores = np.concatenate(p.scores) if p.scores else np.zeros(pool.n)
-            index = {pid: i for i, pid in enumerate(pool.ids())}
+            rows = pool.rows_of(state["batch"])
             result = {"round": state["round"], "budget": c["budget"], "strategy": c["strategy"],
-                      "picked": [{"id": b, "score": float(scores[index[b]])} for b in state["batch"]]}
+                      "picked": [{"id": b, "score": float(scores[r])} for b, r in zip(state["batch"], rows)]}
             atomic_write_text(self.run.dir / f"round-{state['round']}" / PICKED, json.dumps(result))
             return result
 
