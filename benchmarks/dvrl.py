@@ -69,122 +69,24 @@ Examples:
 # --------------------------------------------------------------------------- leave-one-out
 
 
-class LooLogistic:
-    """Exact leave-one-out retraining of L2-regularised multinomial logistic regression.
-
-    Model: class 0 is the reference (logits [0, [x, 1] theta], theta (d+1, C-1)), objective
-    F(theta) = sum_i CE_i + lam/2 ||W||^2 (intercept not penalised; lam = 1 is
-    scikit-learn's C = 1, and for two classes the same model as its LogisticRegression).
-    The full fit is Newton's method. Each leave-one-out model minimises F - CE_i, by
-    Newton steps from the full solution with the full Hessian downdated by point i's
-    block (Woodbury), iterated until the step is below 1e-10, so every left-out model is
-    retrained to convergence, many points at a time.
-    """
-
-    def __init__(self, lam: float = 1.0):
-        self.lam = lam
-
-    @staticmethod
-    def _proba(Xa, theta):
-        z = Xa @ theta
-        z = np.concatenate([np.zeros(z.shape[:-1] + (1,)), z], axis=-1)
-        z -= z.max(axis=-1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=-1, keepdims=True)
-
-    def _grad(self, theta, P):
-        return self.Xa.T @ (P[:, 1:] - self.Y[:, 1:]) + self.pen * theta
-
-    def fit(self, X, y, n_classes):
-        n, d = X.shape
-        self.C, self.k = n_classes, n_classes - 1
-        self.Xa = np.hstack([X.astype(np.float64), np.ones((n, 1))])
-        self.Y = np.eye(n_classes)[y]
-        self.pen = np.full((d + 1, 1), self.lam)
-        self.pen[-1] = 0.0
-        theta = np.zeros((d + 1, self.k))
-        for _ in range(50):
-            P = self._proba(self.Xa, theta)
-            g = self._grad(theta, P)
-            H = self._hessian(P)
-            step = np.linalg.solve(H, g.reshape(-1)).reshape(theta.shape)
-            f0 = self._objective(theta, P)
-            t = 1.0
-            while self._objective(theta - t * step) > f0 + 1e-12 and t > 1e-6:
-                t /= 2
-            theta = theta - t * step
-            if np.abs(t * step).max() < 1e-10:
-                break
-        self.theta = theta
-        P = self._proba(self.Xa, theta)
-        self.P = P
-        self.Hinv = np.linalg.inv(self._hessian(P))
-        return self
-
-    def _objective(self, theta, P=None):
-        P = self._proba(self.Xa, theta) if P is None else P
-        ll = np.log(np.clip((P * self.Y).sum(axis=1), 1e-300, None)).sum()
-        return -ll + 0.5 * float((self.pen * theta**2).sum())
-
-    def _hessian(self, P):
-        Q = P[:, 1:]
-        D = self.Xa.shape[1] * self.k
-        H = np.zeros((self.Xa.shape[1], self.k, self.Xa.shape[1], self.k))
-        for a in range(self.k):
-            for b in range(a, self.k):
-                w = Q[:, a] * ((a == b) - Q[:, b])
-                block = self.Xa.T @ (self.Xa * w[:, None])
-                H[:, a, :, b] = block
-                H[:, b, :, a] = block
-        H = H.reshape(D, D)
-        H[np.diag_indices(D)] += np.repeat(self.pen[:, 0], self.k)
-        return H
-
-    def loo_thetas(self, idx, max_iter: int = 10):
-        """Parameters (len(idx), d+1, C-1) of the models retrained without each point in idx."""
-        B, k = len(idx), self.k
-        D = self.Xa.shape[1] * k
-        x = self.Xa[idx]  # (B, d+1)
-        q = self.P[idx, 1:]  # (B, k)
-        A = q[:, :, None] * (np.eye(k)[None] - q[:, None, :])  # point blocks diag(q) - q q^T
-        w, V = np.linalg.eigh(A)
-        L = V * np.sqrt(np.clip(w, 0, None))[:, None, :]  # A = L L^T
-        U = (x[:, :, None, None] * L[:, None, :, :]).reshape(B, D, k)  # kron(x, L): h_i = U U^T
-        W = np.matmul(self.Hinv, U)  # H^-1 U, (B, D, k)
-        M = np.linalg.inv(np.eye(k)[None] - np.matmul(U.transpose(0, 2, 1), W))
-        thetas = np.repeat(self.theta[None], B, axis=0)
-        for _ in range(max_iter):
-            P = self._proba(self.Xa[None], thetas)  # (B, n, C)
-            R = P[:, :, 1:] - self.Y[None, :, 1:]
-            g = np.matmul(self.Xa.T, R) + self.pen[None] * thetas
-            g -= x[:, :, None] * R[np.arange(B), idx][:, None, :]  # without point i's term
-            g = g.reshape(B, D)
-            wg = np.matmul(g[:, None, :], W)  # (B, 1, k): U^T H^-1 g
-            step = g @ self.Hinv + np.matmul(np.matmul(wg, M.transpose(0, 2, 1)), W.transpose(0, 2, 1))[:, 0]
-            thetas -= step.reshape(thetas.shape)
-            if np.abs(step).max() < 1e-10:
-                break
-        return thetas
-
-
 def loo_values(x, y, x_val, y_val, n_classes, block: int = 32):
-    """Leave-one-out values: drops of validation accuracy and of mean log-likelihood."""
-    model = LooLogistic().fit(x, y, n_classes)
-    xv = np.hstack([x_val.astype(np.float64), np.ones((len(x_val), 1))])
+    """Leave-one-out values: drops of validation accuracy and of mean log-likelihood.
 
-    def utilities(theta):
-        P = model._proba(xv, theta)
-        acc = (P.argmax(axis=-1) == y_val).mean(axis=-1)
-        ll = np.log(np.clip(np.take_along_axis(P, np.broadcast_to(y_val[:, None], P.shape[:-1] + (1,)), -1)[..., 0],
-                            1e-300, None)).mean(axis=-1)
-        return acc, ll
+    Exact leave-one-out retraining of the L2-regularised multinomial logistic regression
+    (lam = 1, scikit-learn's C = 1), with the library's :mod:`ads.influence` (the same
+    model and Woodbury-downdated Newton steps the ``loo`` valuer uses), many points at a
+    time.
+    """
+    from ads.influence import LogisticHead, hessian, loo_params, metric_at
 
-    acc0, ll0 = utilities(model.theta)
+    head = LogisticHead().fit(x, y, n_classes)
+    Hinv = np.linalg.inv(hessian(head, x))
+    acc0, ll0 = metric_at(head.theta_, x_val, y_val, "accuracy"), metric_at(head.theta_, x_val, y_val, "loss")
     acc, ll = np.empty(len(y)), np.empty(len(y))
     for s in range(0, len(y), block):
         idx = np.arange(s, min(s + block, len(y)))
-        a, b = utilities(model.loo_thetas(idx))
-        acc[idx], ll[idx] = a, b
+        thetas = loo_params(head, x, y, idx, Hinv=Hinv)
+        acc[idx], ll[idx] = metric_at(thetas, x_val, y_val, "accuracy"), metric_at(thetas, x_val, y_val, "loss")
     return acc0 - acc, ll0 - ll
 
 
