@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ads._validation import check_choice, check_int, check_random_state
+from ads._validation import check_choice, check_int
 from ads.registry import Registry
 from ads.regress import AGGREGATIONS, ValueRegressor
 from ads.valuers import DVRLValuer, KNNShapleyValuer
@@ -126,9 +126,8 @@ class DVRLScorer(Scorer):
         _check_aggregation(self.top_m, self.aggregate, "the dvrl scorer")
         t = time.perf_counter()
         params = {"top_m": self.top_m, "aggregate": self.aggregate, **self.params}
-        if params.get("random_state") is None:
-            params["random_state"] = check_random_state(random_state, "the dvrl scorer")
-        valuer = DVRLValuer(**params).fit(X, y, X_val, y_val, n_classes=n_classes)
+        # the valuer takes the pipeline's seed when params hold no random_state
+        valuer = DVRLValuer(**params).fit(X, y, X_val, y_val, n_classes=n_classes, random_state=random_state)
         self.model_, self.values_ = valuer.model_, valuer.values_
         self.seconds_ = {"value": time.perf_counter() - t}
         return self
