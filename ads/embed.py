@@ -305,6 +305,13 @@ class Embeddings:
     arch: str
     cached: bool
     proba_val: np.ndarray | None = None  # (n_val, C): calibration of threshold pre-selection
+    pool_source: object = None  # the PoolEmbeddings / MemoryEmbeddings behind emb_pool (its work blocks)
+
+    def pool_blocks(self):
+        """The pool's embeddings as a block source for :mod:`ads.stages`."""
+        from ads.stream import as_source
+
+        return self.pool_source if self.pool_source is not None else as_source(self.emb_pool, self.proba_pool)
 
 
 def fit_embedder(kind: str, data, n_classes: int, config: EmbedConfig | None = None, *, progress: bool = True):
@@ -329,35 +336,76 @@ def transform_store(model, store, *, progress: bool = True, desc: str = "embed p
     return np.concatenate(parts_e), np.concatenate(parts_p)
 
 
+def embed_pool(model, pool, d: int, c: int, *, path=None, runner=None, progress: bool = True, meta: dict | None = None):
+    """Embed every row of ``pool`` with ``model`` into a :class:`ads.stream.PoolEmbeddings`
+    at ``path`` (None: a temporary directory), block by block (:func:`ads.stream.pool_blocks`)
+    through ``runner`` (in-process by default). A features store whose ``x`` is float32
+    is its own embedding: only the probabilities are written."""
+    from ads.errors import OutputError
+    from ads.stages import InProcess
+    from ads.stream import MEMORY_BYTES, MemoryEmbeddings, PoolEmbeddings, pool_blocks
+
+    runner = runner or InProcess()
+    blocks = pool_blocks(pool)
+    if path is None and isinstance(runner, InProcess) and pool.n * (d + c) * 4 <= MEMORY_BYTES:
+        out = MemoryEmbeddings.empty(pool.n, d, c, blocks)
+        runner.embed(model, pool, out, progress=progress)
+        return out
+    emb_from = pool.path if (pool.kind == "features" and pool.x.dtype == np.float32) else None
+    meta = {"store": str(Path(pool.path).resolve()), "fingerprint": pool.fingerprint(), "arch": model.arch_, **(meta or {})}
+    where = f"pool embeddings {str(path)!r}" if path is not None else "pool embeddings (temporary directory)"
+    out = None
+    try:
+        if path is None:
+            out = PoolEmbeddings.temporary(pool.n, d, c, blocks, meta, emb_from=emb_from)
+        else:
+            out = PoolEmbeddings.create(path, pool.n, d, c, blocks, meta, emb_from=emb_from)
+        runner.embed(model, pool, out, progress=progress)
+        return out.commit()
+    except OSError as e:
+        if out is not None:
+            out.discard()
+        raise OutputError(f"cannot write {where}: {e.strerror or e}.") from None
+    except BaseException:
+        if out is not None:
+            out.discard()
+        raise
+
+
 def embed_stores(task, pool=None, config: EmbedConfig | None = None, *, cache: EmbeddingCache | None = None,
-                 progress: bool = True) -> Embeddings:
+                 progress: bool = True, runner=None) -> Embeddings:
     """Embeddings of a task's labeled and validation data and of ``pool`` (a store or
     None), from ``cache`` when it holds them, else by training the embedder.
 
-    ``task`` is an :class:`ads.task.Task`. Python users get the arrays the strategies
-    work on: ``em.emb_pool``, ``em.proba_pool``, ``em.emb``.
+    ``task`` is an :class:`ads.task.Task`. The pool's embeddings and probabilities live on
+    disk (:class:`ads.stream.PoolEmbeddings`: in the cache, or in a temporary directory
+    without one) and are read lazily: ``em.emb_pool[rows]``, ``np.asarray(em.emb_pool)``.
+    ``runner`` embeds the pool's blocks (in-process by default, or on Dask).
     """
+    from ads.stream import PoolEmbeddings
+
     config = (config or EmbedConfig()).validate()
     cache = cache or EmbeddingCache(None)
     # Two entries: the labeled part (shared by `ads value` and `ads select` on the same
     # labeled + validation stores and network), and the pool's part.
     key_lab = EmbeddingCache.key(embed_config_key(config), task.n_classes, list(task.key_parts))
-    key_pool = EmbeddingCache.key(key_lab, pool.fingerprint()) if pool is not None else None
+    key_pool = EmbeddingCache.key(key_lab, pool.fingerprint(), "pool-zarr-1") if pool is not None else None
+    pool_path = cache.root / key_pool if (cache.root is not None and key_pool is not None) else None
     lab = cache.load(key_lab)
-    hit = cache.load(key_pool) if (lab is not None and pool is not None) else None
+    hit = PoolEmbeddings.open(pool_path) if (lab is not None and pool_path is not None) else None
     if lab is not None and (pool is None or hit is not None):
         logger.info("embeddings: reusing cache %s", cache.root / (key_pool or key_lab))
-        return Embeddings(lab["emb"], lab["emb_val"], None if hit is None else hit["emb_pool"],
-                          None if hit is None else hit["proba_pool"], float(lab["val_accuracy"]), str(lab["arch"]), True,
-                          lab["proba_val"])
+        return Embeddings(lab["emb"], lab["emb_val"], None if hit is None else hit.emb, None if hit is None else hit.proba,
+                          float(lab["val_accuracy"]), str(lab["arch"]), True, lab["proba_val"], hit)
     model = fit_embedder(task.kind, task.data, task.n_classes, config, progress=progress)
     emb, _ = model.transform(task.data.x)
     emb_val, proba_val = model.transform(task.data.x_val)
-    emb_pool = proba_pool = None
-    if pool is not None:
-        emb_pool, proba_pool = transform_store(model, pool, progress=progress)
     cache.save(key_lab, {"emb": emb, "emb_val": emb_val, "proba_val": proba_val,
                          "val_accuracy": np.array(model.val_accuracy_), "arch": np.array(model.arch_)})
+    emb_pool = proba_pool = None
     if pool is not None:
-        cache.save(key_pool, {"emb_pool": emb_pool, "proba_pool": proba_pool})
-    return Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_val)
+        pe = embed_pool(model, pool, emb.shape[1], task.n_classes, path=pool_path, runner=runner, progress=progress,
+                        meta={"key": key_pool})
+        emb_pool, proba_pool = pe.emb, pe.proba
+    return Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_val,
+                      None if pool is None else pe)

@@ -32,7 +32,7 @@ import numpy as np
 from ads._io import atomic_write_text
 from ads._lock import DEFAULT_TIMEOUT, RunLock
 from ads._validation import check_budget, check_choice, check_fraction, check_int, check_seed
-from ads.embed import EmbedConfig, fit_embedder, transform_store
+from ads.embed import EmbedConfig, embed_pool, fit_embedder
 from ads.errors import DataError, ParameterError, StoreError
 from ads.pool import Pool, open_pool
 from ads.report import ROUNDS, read_rounds, report  # noqa: F401 (re-exported)
@@ -239,7 +239,7 @@ def _labeled_data(task, added) -> tuple[LabeledData, np.ndarray]:
     return LabeledData(x, y, ids, d.x_val, d.y_val, d.val_source), rows
 
 
-def _train_and_pick(state, task, *, strategy, scorer, progress):
+def _train_and_pick(state, task, *, strategy, scorer, progress, workdir=None, runner=None):
     """Train the network on the current labeled set; evaluate; pick the next batch (or,
     after the last round, only evaluate). Returns (record, batch ids)."""
     c = state["config"]
@@ -266,8 +266,9 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
 
     emb, _ = model.transform(data.x)
     emb_val, proba_val = model.transform(data.x_val)
-    emb_pool, proba_pool = transform_store(model, pool, progress=progress)
-    em = Embeddings(emb, emb_val, emb_pool, proba_pool, float(model.val_accuracy_), model.arch_, False, proba_val)
+    pe = embed_pool(model, pool, emb.shape[1], task.n_classes, path=None if workdir is None else Path(workdir) / ".embeddings" / "pool.zarr",
+                    runner=runner, progress=progress, meta={"round": rnd})
+    em = Embeddings(emb, emb_val, pe.emb, pe.proba, float(model.val_accuracy_), model.arch_, False, proba_val, pe)
     seconds["train_embed"] = time.perf_counter() - t
     exclude = np.zeros(pool.n, dtype=bool)
     exclude[rows] = True
@@ -277,8 +278,8 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
     idx, _scores, n_cand = rank_and_pick(em, data, task.n_classes, budget=c["budget"], preselect=_preselect(c),
                                          scorer=scorer, strategy=strategy, seed=c["seed"] + rnd,
                                          labeled_emb=labeled_emb, exclude=exclude, rejected=rejected, seconds=seconds,
-                                         info=info)
-    ids = pool.ids()[idx]
+                                         info=info, runner=runner, progress=progress)
+    ids = pool.ids_at(idx)
     record.update(picked=[str(i) for i in ids], n_candidates=n_cand, preselect=info)
     src = pool.hidden("source")
     if src is not None:
@@ -288,7 +289,7 @@ def _train_and_pick(state, task, *, strategy, scorer, progress):
 
 
 def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None,
-           lock_timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+           lock_timeout: float | None = DEFAULT_TIMEOUT, runner=None) -> dict:
     """Run (or continue) the loop until it is done or waits for external labels.
 
     ``strategy`` and ``scorer`` are the built parts named in the run's configuration
@@ -300,10 +301,10 @@ def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None,
     if not Run(workdir).dir.is_dir():
         Run(workdir).load()  # the usual message: no run there
     with Run(workdir).lock(lock_timeout):
-        return _resume(workdir, strategy=strategy, scorer=scorer, progress=progress, max_rounds=max_rounds)
+        return _resume(workdir, strategy=strategy, scorer=scorer, progress=progress, max_rounds=max_rounds, runner=runner)
 
 
-def _resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None) -> dict:
+def _resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None, runner=None) -> dict:
     run = Run(workdir)
     state = run.load()
     c = state["config"]
@@ -312,7 +313,8 @@ def _resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None
     done_rounds = 0
     while state["stage"] != "done":
         if state["stage"] == "select":
-            record, batch = _train_and_pick(state, task, strategy=strategy, scorer=scorer, progress=progress)
+            record, batch = _train_and_pick(state, task, strategy=strategy, scorer=scorer, progress=progress,
+                                            workdir=run.dir, runner=runner)
             if state["round"] >= c["rounds"]:
                 state["records"].append(record)
                 state["stage"] = "done"

@@ -152,6 +152,15 @@ class Pool:
     def ids(self) -> np.ndarray:
         return _strings(self._read("ids", lambda: self._group["ids"][:]))
 
+    def ids_at(self, rows) -> np.ndarray:
+        """The ids of ``rows`` (any order), reading only the chunks that hold them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.empty(0, dtype=str)
+        uniq, inv = np.unique(rows, return_inverse=True)
+        a = self._read("ids", lambda: np.asarray(self._group["ids"].oindex[uniq]), f" rows {uniq[0]}..{uniq[-1]}")
+        return _strings(a)[inv]
+
     def y(self) -> np.ndarray | None:
         """Labels (int64, -1 = unlabeled) or None when the store has no ``y``."""
         if not self.has_labels:
@@ -238,6 +247,21 @@ class Pool:
             counts = np.bincount(y[y >= 0], minlength=len(self.classes))
             info["per_class"] = {c: int(n) for c, n in zip(self.classes, counts)}
         return info
+
+
+def id_hashes(ids) -> np.ndarray:
+    """64-bit FNV-1a-style hashes of a fixed-width unicode array (vectorised over rows)."""
+    ids = np.ascontiguousarray(np.asarray(ids, dtype=str))
+    if ids.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    codes = ids.view(np.uint32).reshape(ids.shape[0], -1).astype(np.uint64)
+    h = np.full(ids.shape[0], 0xCBF29CE484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    with np.errstate(over="ignore"):
+        for j in range(codes.shape[1]):  # trailing NULs are padding (widths differ by chunk): skipped
+            c = codes[:, j]
+            h = np.where(c != 0, (h ^ c) * prime, h)
+    return h
 
 
 def _strings(a) -> np.ndarray:
@@ -377,12 +401,21 @@ def _validate(pool: Pool, group, where: str) -> None:
     for name, a in arrays.items():
         strict = _has_checksum(a) or np.dtype(a.dtype).kind not in "iub"
         _check_chunks(a, pool.path / name, where, name, strict)
-    # Decode every chunk.
-    id_values = _strings(np.concatenate([b for _, b in _scan(ids, where, "ids")]))
-    uniq, counts = np.unique(id_values, return_counts=True)
-    if uniq.shape[0] != pool.n:
-        dup = uniq[counts > 1][:3]
-        raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
+    # Decode every chunk. Ids are checked for duplicates through 64-bit hashes (8 bytes a
+    # row, whatever the ids' length), and only rows whose hashes collide are compared.
+    hashes = np.empty(pool.n, dtype=np.uint64)
+    for s, b in _scan(ids, where, "ids"):
+        hashes[s : s + len(b)] = id_hashes(_strings(b))
+    order = np.argsort(hashes, kind="stable")
+    same = hashes[order][1:] == hashes[order][:-1]
+    if same.any():
+        rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+        values = _strings(np.asarray(ids.oindex[rows]))
+        uniq, counts = np.unique(values, return_counts=True)
+        if (counts > 1).any():
+            dup = uniq[counts > 1][:3]
+            raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
+    del hashes, order, same
     n_classes = len(pool.classes)
     for name in ("y", "hidden/y"):
         if name not in arrays:
@@ -409,7 +442,7 @@ def _validate(pool: Pool, group, where: str) -> None:
             finite = np.isfinite(block).all(axis=1)
             if not finite.all():
                 i = s + int(np.argmin(finite))
-                raise StoreError(f"{where} array 'x' has NaN or inf at row {i} (id {str(id_values[i])!r}).")
+                raise StoreError(f"{where} array 'x' has NaN or inf at row {i} (id {str(pool.ids_at([i])[0])!r}).")
 
 
 def infer_kind(x: np.ndarray, what: str) -> str:

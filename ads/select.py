@@ -18,6 +18,7 @@ import numpy as np
 from ads._validation import SCORE_BLOCK_ROWS, check_budget, check_choice, check_fraction, check_int, check_seed
 from ads.embed import EmbedConfig, EmbeddingCache, Embeddings, embed_stores
 from ads.errors import ParameterError
+from ads.stream import CandidatePlan
 from ads.task import LabeledData, load_task
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,11 @@ class Preselect:
         percentile of the validation points' scores (in-distribution points scored as if
         unlabeled); if more than ``max_candidates`` (default 10 x budget; 0 = no cap)
         remain, keep that many, class-balanced.
+    max_candidates : int, optional
+        At most this many candidates go to the strategy (at least the budget). ``top``,
+        ``balanced``: no cap by default; ``threshold``: 10 x budget by default (0 = no
+        cap). On a large pool this bounds the strategy's memory: only the candidates'
+        embeddings are loaded.
     near_rejected : bool
         Before any shape, drop the pool points that lie nearer to an item the annotator
         rejected (belongs to no class) than to any accepted labeled point (1-NN in the
@@ -143,17 +149,30 @@ class Preselect:
             raise ParameterError(f"The 'near_rejected' parameter of {owner} must be a bool. Got {self.near_rejected!r}.")
         return self
 
+    def plan(self, *, budget: int, class_shares, n_prior: int, n_pool: int, calibration=None) -> CandidatePlan:
+        """The streaming form of :meth:`apply` (:class:`ads.stream.CandidatePlan`):
+        ``n_prior`` pool rows are not excluded before scoring, of ``n_pool``."""
+        shares = np.asarray(class_shares, dtype=np.float64)
+        if self.shape == "threshold":
+            cap = 10 * budget if self.max_candidates is None else (self.max_candidates or n_pool)
+            return CandidatePlan("threshold", budget, self.fraction, shares, n_prior,
+                                 threshold=float(np.percentile(calibration, self.percentile)), cap=cap)
+        return CandidatePlan(self.shape, budget, self.fraction, shares, n_prior, cap=self.max_candidates or None)
+
     def apply(self, scores, *, budget: int, proba, class_shares, calibration=None, exclude=None):
         """Candidate indices (sorted) and a dict describing the cut."""
         n_avail = _available(scores.shape[0], exclude).shape[0]
         predicted = np.asarray(proba).argmax(axis=1)
-        if self.shape == "top":
-            cand = preselect(scores, budget, self.fraction, exclude)
-            return cand, {"shape": "top", "fraction": self.fraction}
-        if self.shape == "balanced":
-            keep = max(budget, math.ceil(self.fraction * n_avail))
-            cand = preselect_balanced(scores, predicted, class_shares, keep, exclude)
-            return cand, {"shape": "balanced", "fraction": self.fraction}
+        cap = {"max_candidates": self.max_candidates} if self.max_candidates else {}
+        if self.shape in ("top", "balanced"):
+            keep = min(n_avail, max(budget, math.ceil(self.fraction * n_avail)))
+            if self.max_candidates:
+                keep = min(keep, max(budget, self.max_candidates))
+            if self.shape == "top":
+                cand = _top(scores, _available(scores.shape[0], exclude), keep)
+            else:
+                cand = preselect_balanced(scores, predicted, class_shares, keep, exclude)
+            return cand, {"shape": self.shape, "fraction": self.fraction, **cap}
         threshold = float(np.percentile(calibration, self.percentile))
         below = scores < threshold
         drop = below if exclude is None else (below | np.asarray(exclude))
@@ -168,22 +187,26 @@ class Preselect:
         return preselect_balanced(scores, predicted, class_shares, min(cap, n_kept), drop), info
 
 
-def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, seed: int = 0, seconds=None) -> np.ndarray:
-    """Fit ``scorer`` on the labeled embeddings and score the pool block by block."""
-    seconds = {} if seconds is None else seconds
+def _fit_scorer(scorer, em: Embeddings, data: LabeledData, n_classes: int, seed: int, seconds: dict) -> float:
+    """Fit ``scorer`` on the labeled embeddings (on the client: labeled and validation
+    sets only); fills ``seconds['value']``. Returns the start time."""
     t = time.perf_counter()
     scorer.fit(em.emb, data.y, em.emb_val, data.y_val, n_classes=n_classes, random_state=seed)
     fit_seconds = dict(getattr(scorer, "seconds_", {}))
     seconds.update(fit_seconds)
-    t_score = time.perf_counter()
     if "value" not in fit_seconds:
-        seconds["value"] = t_score - t
-    n = em.emb_pool.shape[0]
-    scores = np.concatenate([
-        np.asarray(scorer.score(em.emb_pool[s : s + SCORE_BLOCK_ROWS], em.proba_pool[s : s + SCORE_BLOCK_ROWS]),
-                   dtype=np.float64)
-        for s in range(0, n, SCORE_BLOCK_ROWS)
-    ])
+        seconds["value"] = time.perf_counter() - t
+    return t
+
+
+def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, seed: int = 0, seconds=None) -> np.ndarray:
+    """Fit ``scorer`` on the labeled embeddings and score the whole pool, block by block,
+    into one array (N,) (``ads score``; ``select`` keeps only the candidates)."""
+    from ads.stages import score_rows
+
+    seconds = {} if seconds is None else seconds
+    t = _fit_scorer(scorer, em, data, n_classes, seed, seconds)
+    scores = np.concatenate([score_rows(scorer, e, p) for _s, e, p in em.pool_blocks().iter_blocks()])
     # The regressors' fit counts as scoring, as before the parts became objects.
     seconds["score"] = time.perf_counter() - t - seconds["value"]
     return scores
@@ -192,27 +215,33 @@ def score_pool(scorer, em: Embeddings, data: LabeledData, n_classes: int, *, see
 def near_rejected_mask(emb_pool, emb_accepted, emb_rejected) -> np.ndarray:
     """True for pool points nearer to a rejected item than to every accepted labeled
     point (exact squared Euclidean 1-NN, ties -> accepted)."""
-    import faiss
+    from ads.stages import _nearest_sq
 
-    def nearest(ref):
-        index = faiss.IndexFlatL2(ref.shape[1])
-        index.add(np.ascontiguousarray(ref, dtype=np.float32))
-        return index.search(np.ascontiguousarray(emb_pool, dtype=np.float32), 1)[0][:, 0]
-
-    return nearest(emb_rejected) < nearest(emb_accepted)
+    emb_pool = np.asarray(emb_pool)
+    return _nearest_sq(emb_rejected, emb_pool) < _nearest_sq(emb_accepted, emb_pool)
 
 
 def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: int, scorer, strategy,
                   preselect: Preselect | None = None, fraction: float = 1.0, seed: int = 0, labeled_emb=None,
-                  exclude=None, rejected=None, seconds=None, info=None):
+                  exclude=None, rejected=None, seconds=None, info=None, runner=None, progress: bool = False):
     """Score the pool, pre-select (without ``exclude`` rows) and let the strategy pick
     ``budget`` of the candidates. ``rejected``: pool rows the annotator rejected (for
-    ``near_rejected``). Returns (pool indices in pick order, all scores, number of
-    candidates); ``info`` (a dict) receives the pre-selection's description."""
+    ``near_rejected``).
+
+    The pool is scored block by block by ``runner`` (:class:`ads.stages.InProcess` by
+    default, or :class:`ads.distributed.DaskRunner`), and only what pre-selection can still
+    choose is kept (:class:`ads.stream.CandidatePlan`, exactly :meth:`Preselect.apply`);
+    then only the candidates' embeddings are read for the strategy. Returns (pool indices
+    in pick order, their scores, number of candidates); ``info`` (a dict) receives the
+    pre-selection's description.
+    """
+    from ads.stages import InProcess, NearRefs
+
+    runner = runner or InProcess()
     seconds = {} if seconds is None else seconds
     pre = preselect or Preselect(fraction=fraction)
-    scores = score_pool(scorer, em, data, n_classes, seed=seed, seconds=seconds)
-    t = time.perf_counter()
+    t = _fit_scorer(scorer, em, data, n_classes, seed, seconds)
+    n = int(em.emb_pool.shape[0])
     calibration = None
     needs_weights = getattr(strategy, "needs_weights", False)
     if pre.shape == "threshold" or needs_weights:
@@ -220,32 +249,39 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
             raise ParameterError("threshold pre-selection needs the validation points' class probabilities.")
         calibration = np.asarray(scorer.calibration_scores(em.emb_val, em.proba_val), dtype=np.float64)
     shares = np.bincount(data.y, minlength=n_classes) / data.y.shape[0]
+    excluded = np.empty(0, dtype=np.int64) if exclude is None else np.flatnonzero(np.asarray(exclude))
+    near = None
     if pre.near_rejected and rejected is not None and len(rejected):
-        near = near_rejected_mask(em.emb_pool, em.emb, em.emb_pool[np.asarray(rejected)])
-        base = np.zeros(scores.shape[0], dtype=bool) if exclude is None else np.asarray(exclude)
-        if info is not None:
-            info["dropped_near_rejected"] = int((near & ~base).sum())
-        exclude = base | near
-    cand, pinfo = pre.apply(scores, budget=budget, proba=em.proba_pool, class_shares=shares, calibration=calibration,
-                            exclude=exclude)
+        near = NearRefs(np.asarray(em.emb, dtype=np.float32), np.asarray(em.emb_pool[np.asarray(rejected)], dtype=np.float32))
+    plan = pre.plan(budget=budget, class_shares=shares, n_prior=n - excluded.size, n_pool=n, calibration=calibration)
+    summary = runner.summarize(scorer, em.pool_blocks(), plan, excluded, near, progress=progress)
+    cand, cand_scores, pinfo = plan.finalize(summary)
     if info is not None:
+        if near is not None:
+            info["dropped_near_rejected"] = summary.dropped_near
         info.update(pinfo)
-    logger.info("pre-selection (%s): %d of %d pool points kept%s", pre.shape, cand.size, scores.shape[0],
+    t_strategy = time.perf_counter()
+    seconds["score"] = t_strategy - t - seconds["value"]
+    logger.info("pre-selection (%s): %d of %d pool points kept%s", pre.shape, cand.size, n,
                 f", threshold {pinfo['threshold']:.4g} dropped {pinfo['dropped']}" if "threshold" in pinfo else "")
     if cand.size < budget:
         raise ParameterError(f"The 'budget' parameter ({budget}) is larger than the unlabeled pool left ({cand.size} points).")
     extra = {}
     if needs_weights:  # in-distribution probability: the share of validation points scoring at most as high
-        extra["weights"] = np.searchsorted(np.sort(calibration), scores[cand], side="right") / calibration.shape[0]
-    picks = strategy.select(em.emb_pool[cand], budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
-                            proba=em.proba_pool[cand], random_state=seed, **extra)
-    seconds["strategy"] = time.perf_counter() - t
-    return cand[picks], scores, int(cand.size)
+        extra["weights"] = np.searchsorted(np.sort(calibration), cand_scores, side="right") / calibration.shape[0]
+    X_cand = np.asarray(em.emb_pool[cand])
+    proba_cand = np.asarray(em.proba_pool[cand])
+    picks = strategy.select(X_cand, budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
+                            proba=proba_cand, random_state=seed, **extra)
+    seconds["strategy"] = time.perf_counter() - t_strategy
+    picks = np.asarray(picks, dtype=np.int64)
+    return cand[picks], cand_scores[picks], int(cand.size)
 
 
 def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 1.0,
            preselect: Preselect | None = None, seed: int = 0, embed: EmbedConfig | None = None,
-           cache: EmbeddingCache | None = None, progress: bool = True, owner: str = "ads select") -> Selection:
+           cache: EmbeddingCache | None = None, progress: bool = True, owner: str = "ads select",
+           runner=None) -> Selection:
     """Pick ``budget`` pool points: embed, score with ``scorer``, keep the top ``fraction``
     and let ``strategy`` pick.
 
@@ -265,7 +301,10 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
     embed : EmbedConfig, optional
         The network of image stores (default ``EmbedConfig(seed=seed)``).
     cache : EmbeddingCache, optional
-        Embedding cache (None: none).
+        Embedding cache (None: the pool's embeddings go to a temporary directory).
+    runner : optional
+        Where the pool's blocks are embedded and scored: :class:`ads.stages.InProcess`
+        (default) or a :class:`ads.distributed.DaskRunner` (same picks).
     """
     seconds = {}
     t0 = time.perf_counter()
@@ -277,17 +316,18 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
     seconds["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    em = embed_stores(task, pool, embed or EmbedConfig(seed=seed), cache=cache, progress=progress)
+    em = embed_stores(task, pool, embed or EmbedConfig(seed=seed), cache=cache, progress=progress, runner=runner)
     seconds["embed"] = time.perf_counter() - t
 
     # Held-out validation points are labeled too: the strategy sees them as covered.
     labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
     info = {}
     idx, scores, n_cand = rank_and_pick(em, task.data, task.n_classes, budget=budget, preselect=pre, scorer=scorer,
-                                        strategy=strategy, seed=seed, labeled_emb=labeled_emb, seconds=seconds, info=info)
+                                        strategy=strategy, seed=seed, labeled_emb=labeled_emb, seconds=seconds, info=info,
+                                        runner=runner, progress=progress)
     seconds["total"] = time.perf_counter() - t0
     return Selection(
-        ids=pool.ids()[idx], indices=idx, scores=scores[idx], n_pool=pool.n, n_candidates=n_cand,
+        ids=pool.ids_at(idx), indices=idx, scores=scores, n_pool=pool.n, n_candidates=n_cand,
         strategy=getattr(strategy, "name", type(strategy).__name__), fraction=pre.fraction, val_source=task.data.val_source,
         scorer=getattr(scorer, "name", type(scorer).__name__), val_accuracy=em.val_accuracy, seconds=seconds,
         preselect=info,
@@ -308,8 +348,8 @@ def score_stores(pool, labeled, val=None, *, scorer, per_class: bool = False, se
     scores = score_pool(scorer, em, task.data, task.n_classes, seed=seed, seconds=seconds)
     class_values = None
     if per_class:
-        n = em.emb_pool.shape[0]
-        class_values = np.concatenate([np.asarray(scorer.class_values(em.emb_pool[s : s + SCORE_BLOCK_ROWS]), dtype=np.float64)
-                                       for s in range(0, n, SCORE_BLOCK_ROWS)])
+        class_values = np.concatenate([np.asarray(scorer.class_values(e[s : s + SCORE_BLOCK_ROWS]), dtype=np.float64)
+                                       for _b, e, _p in em.pool_blocks().iter_blocks()
+                                       for s in range(0, e.shape[0], SCORE_BLOCK_ROWS)])
     return {"ids": task.pool.ids(), "scores": scores, "class_values": class_values, "classes": task.classes,
             "seconds": {k: round(v, 4) for k, v in seconds.items()}}
