@@ -6,6 +6,7 @@ stderr. Every library error becomes one line ``ads: error: ...`` and exit code 2
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -58,6 +59,10 @@ lock_timeout_option = click.option("--lock-timeout", type=float, default=10.0, s
 k_option = click.option("--k", "k", type=int, default=10, show_default=True, help="K of the KNN classifier valued by KNN-Shapley.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")
+scheduler_option = click.option(
+    "--scheduler", default=None, metavar="local|local:N|tcp://HOST:PORT",
+    help="Embed and score the pool's blocks on Dask: local (a LocalCluster, one worker per core), local:N, or a "
+         "running scheduler's address; default: in-process, or the ADS_SCHEDULER environment variable. Same picks.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 scorer_option = click.option("--scorer", default="direct", show_default=True,
                              help="How pool points are valued: direct (the exact KNN-Shapley value a point would add), "
@@ -101,7 +106,9 @@ def preselect_options(f):
         click.option("--percentile", type=float, default=5.0, show_default=True,
                      help="threshold: percentile of the in-distribution (validation) scores below which points are dropped."),
         click.option("--max-candidates", type=int, default=None,
-                     help="threshold: most candidates kept (default 10 x budget; 0 = no cap: a pure junk filter)."),
+                     help="most candidates handed to the strategy (at least the budget; bounds its memory on a large "
+                          "pool). top/balanced: no cap by default; threshold: default 10 x budget, 0 = no cap (a pure "
+                          "junk filter)."),
         click.option("--near-rejected/--keep-near-rejected", default=True, show_default=True,
                      help="loop: drop pool points nearer to an item the annotator rejected than to any accepted label "
                           "(halved coreset's wasted labels in the benchmark)."),
@@ -534,12 +541,29 @@ def value(labeled, val, method, dvrl_iterations, k, method_params, out, report_p
 
 
 # ---------------------------------------------------------------- select
-def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet):
+@contextlib.contextmanager
+def _runner(scheduler, quiet):
+    """The Dask runner of --scheduler / ADS_SCHEDULER (None: in-process), closed after."""
+    from ads.distributed import connect
+
+    runner = connect(scheduler)
+    try:
+        if runner is not None:
+            _log(f"dask: scheduler {runner.spec}, {runner.n_workers} workers", quiet)
+        yield runner
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet,
+                scheduler=None):
     from ads.select import select as run_select
 
-    return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed,
-                      scorer=build_scorer(scorer, scorer_params, progress=not quiet), strategy=build_strategy(strategy),
-                      embed=embed, cache=cache, progress=not quiet)
+    scorer_obj, strategy_obj = build_scorer(scorer, scorer_params, progress=not quiet), build_strategy(strategy)
+    with _runner(scheduler, quiet) as runner:
+        return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed, scorer=scorer_obj,
+                          strategy=strategy_obj, embed=embed, cache=cache, progress=not quiet, runner=runner)
 
 
 @ads.command()
@@ -553,13 +577,14 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @seed_option
 @click.option("--out", type=OUT_PATH, default=None, help="CSV to write: id,score in pick order.")
 @embed_options
+@scheduler_option
 @overwrite_option
 @json_option
 @quiet_option
 def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, near_rejected, strategy,
            scorer,
-           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, overwrite, as_json,
-           quiet):
+           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, scheduler, overwrite,
+           as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -570,12 +595,13 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
     Examples:
       ads select --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr --budget 500
       ads select --pool p.zarr --labeled l.zarr --budget 100 --fraction 1 --json
+      ads select --pool big.zarr --labeled l.zarr --budget 5000 --max-candidates 50000 --scheduler local:4
     """
     _check_out(out, overwrite)
     pre = _preselect(preselect_shape, fraction, percentile, max_candidates, "ads select")
     sel = _run_select(pool_path, labeled, val, budget, pre, strategy, scorer,
                       _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
-                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet)
+                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet, scheduler)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
     if out is not None:
         from ads._io import atomic_write_text
@@ -675,14 +701,15 @@ def demo(out_dir, budget, seed, as_json, quiet):
 
 
 # ---------------------------------------------------------------- loop
-def resume_run(workdir, *, progress=True, max_rounds=None):
-    """Resume a run with the parts its configuration names (resolved here, at the edge)."""
+def resume_run(workdir, *, progress=True, max_rounds=None, scheduler=None):
+    """Resume a run with the parts its configuration names (resolved here, at the edge);
+    the pool's blocks run where ``scheduler`` (or ADS_SCHEDULER) says."""
     from ads import loop as L
 
     c = L.Run(workdir).load()["config"]
-    return L.resume(workdir, strategy=build_strategy(c["strategy"]),
-                    scorer=build_scorer(c["scorer"], c["scorer_params"], progress=progress),
-                    progress=progress, max_rounds=max_rounds)
+    strategy, scorer = build_strategy(c["strategy"]), build_scorer(c["scorer"], c["scorer_params"], progress=progress)
+    with _runner(scheduler, not progress) as runner:
+        return L.resume(workdir, strategy=strategy, scorer=scorer, progress=progress, max_rounds=max_rounds, runner=runner)
 
 
 def _loop_summary(workdir, state, as_json):
@@ -712,12 +739,13 @@ def _loop_summary(workdir, state, as_json):
 @scorer_options
 @seed_option
 @network_options
+@scheduler_option
 @lock_timeout_option
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
          max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
-         lock_timeout, as_json, quiet):
+         scheduler, lock_timeout, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -730,6 +758,7 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
       ads loop --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr \\
                --test demo/test.zarr --rounds 5 --budget 500 --workdir runs/ads
       ads loop --workdir runs/ads --resume
+      ads loop --workdir runs/ads --resume --scheduler tcp://10.0.0.5:8786
     """
     from ads import loop as L
     from ads.errors import ParameterError
@@ -757,7 +786,7 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                                preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
                                           "near_rejected": near_rejected})
             L.start(cfg, workdir)
-        _loop_summary(workdir, resume_run(workdir, progress=not quiet), as_json)
+        _loop_summary(workdir, resume_run(workdir, progress=not quiet, scheduler=scheduler), as_json)
 
 
 @ads.command()

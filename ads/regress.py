@@ -71,6 +71,25 @@ class ValueRegressor:
         self.dim_ = X.shape[1]
         return self
 
+    def __getstate__(self):
+        """Picklable (a Dask worker receives the fitted scorer): each faiss index through
+        ``faiss.serialize_index``, a GPU index moved to the CPU first (GPU indexes do not
+        serialise); it is searched on the CPU after unpickling."""
+        import faiss
+
+        state = dict(self.__dict__)
+        if "indexes_" in state:
+            cpu = [faiss.index_gpu_to_cpu(i) if "Gpu" in type(i).__name__ else i for i in state["indexes_"]]
+            state["indexes_"] = [faiss.serialize_index(i) for i in cpu]
+        return state
+
+    def __setstate__(self, state):
+        import faiss
+
+        if "indexes_" in state:
+            state = {**state, "indexes_": [faiss.deserialize_index(b) for b in state["indexes_"]]}
+        self.__dict__.update(state)
+
     def predict_class_values(self, X, classes=None) -> np.ndarray:
         """Regressed value of each point for each class, shape (n, C) (NaN where not asked).
 

@@ -156,7 +156,8 @@ class Preselect:
         if self.shape == "threshold":
             cap = 10 * budget if self.max_candidates is None else (self.max_candidates or n_pool)
             return CandidatePlan("threshold", budget, self.fraction, shares, n_prior,
-                                 threshold=float(np.percentile(calibration, self.percentile)), cap=cap)
+                                 threshold=float(np.percentile(calibration, self.percentile)), cap=cap,
+                                 percentile=self.percentile)
         return CandidatePlan(self.shape, budget, self.fraction, shares, n_prior, cap=self.max_candidates or None)
 
     def apply(self, scores, *, budget: int, proba, class_shares, calibration=None, exclude=None):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -45,8 +46,11 @@ def work_blocks(n: int, chunk_rows: int, row_bytes: int, block_bytes: int = BLOC
     return [(s, min(n, s + rows)) for s in range(0, n, rows)]
 
 
-def pool_blocks(pool, block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
-    """The work blocks of an opened :class:`ads.pool.Pool`."""
+def pool_blocks(pool, block_bytes: int | None = None) -> list[tuple[int, int]]:
+    """The work blocks of an opened :class:`ads.pool.Pool` (``block_bytes``: default
+    :data:`BLOCK_BYTES`, or the ``ADS_BLOCK_BYTES`` environment variable)."""
+    if block_bytes is None:
+        block_bytes = int(os.environ.get("ADS_BLOCK_BYTES") or BLOCK_BYTES)
     row_bytes = int(np.prod(pool.item_shape)) * np.dtype(pool.x.dtype).itemsize
     return work_blocks(pool.n, pool.chunk_rows, row_bytes, block_bytes)
 
@@ -381,6 +385,7 @@ class CandidatePlan:
     n_prior: int
     threshold: float | None = None
     cap: int | None = None  # max_candidates (top, balanced: optional; threshold: 10 x budget by default)
+    percentile: float | None = None  # threshold: the percentile the threshold came from (reported)
 
     def _k_top(self) -> int:
         keep = min(self.n_prior, max(self.budget, math.ceil(self.fraction * self.n_prior)))
@@ -439,8 +444,8 @@ class CandidatePlan:
             if self.cap:
                 info["max_candidates"] = self.cap
         else:
-            info = {"shape": "threshold", "threshold": self.threshold, "dropped": int(s.n_avail - s.n_kept),
-                    "max_candidates": self.cap}
+            info = {"shape": "threshold", "percentile": self.percentile, "threshold": self.threshold,
+                    "dropped": int(s.n_avail - s.n_kept), "max_candidates": self.cap}
             if s.n_kept < self.budget:
                 idx, sc = s.avail.best(self.budget)
                 info["topped_up"] = True
