@@ -323,6 +323,12 @@ def _print_info(info, as_json):
         click.echo("per class  " + ", ".join(f"{c}:{n}" for c, n in info["per_class"].items()))
     if info["hidden"]:
         click.echo(f"hidden     {', '.join(info['hidden'])} (simulation only)")
+    if "embeddings" in info:
+        cached = info["embeddings"]
+        click.echo(f"embeddings {len(cached)} cached" + ("" if cached else " (ads embed computes them once)"))
+        for e in cached:
+            click.echo(f"           {e['path']}  {e['arch']}, {e['dim']}-d, {e['classes']} classes"
+                       + ("" if e["current"] else "  (stale: the store changed since)"))
     if info.get("checksums") is False:
         click.echo("checksums  none: written before ads stored a crc32c checksum per chunk, so damaged chunk bytes "
                    "may go unnoticed (write the store again to add them)")
@@ -330,18 +336,27 @@ def _print_info(info, as_json):
 
 @pool.command("info")
 @click.argument("store", type=click.Path(path_type=Path))
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Embedding cache to look in (default $ADS_CACHE/embeddings or ~/.cache/ads/embeddings).")
 @json_option
 @quiet_option
-def pool_info(store, as_json, quiet):
-    """Print size, kind, shape, classes and labeled count of STORE.
+def pool_info(store, cache_dir, as_json, quiet):
+    """Print size, kind, shape, classes and labeled count of STORE, and the embeddings
+    cached for it (by `ads embed`, `ads select`).
 
     \b
     Example:
       ads pool info demo/pool.zarr --json
     """
+    from ads.embed import default_cache_root
     from ads.pool import open_pool
+    from ads.stream import find_embeddings
 
-    _print_info(open_pool(store, role="store").describe(), as_json)
+    p = open_pool(store, role="store")
+    info = p.describe()
+    info["embeddings"] = [{k: v for k, v in e.items() if k != "mtime"}
+                          for e in find_embeddings(p, cache_dir or default_cache_root())]
+    _print_info(info, as_json)
 
 
 # ---------------------------------------------------------------- data
@@ -614,6 +629,59 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
         click.echo(json.dumps(sel.to_dict()))
     elif out is None:
         click.echo(text, nl=False)
+
+
+@ads.command()
+@click.option("--pool", "pool_path", type=click.Path(path_type=Path), default=None,
+              help="Pool store to embed (without it: only the labeled and validation sets).")
+@labeled_option
+@val_option
+@seed_option
+@embed_options
+@scheduler_option
+@json_option
+@quiet_option
+def embed(pool_path, labeled, val, seed, arch, epochs, device, cache_dir, no_cache, scheduler, as_json, quiet):
+    """Compute and cache the embeddings and probabilities of stores, once.
+
+    Trains the network on --labeled (validated on --val), then embeds the labeled,
+    validation and pool stores into the embedding cache, block by block (on Dask with
+    --scheduler). Later `ads select` / `ads score` calls with the same stores, network
+    options and seed reuse them instead of training again; `ads pool info POOL` lists them.
+
+    \b
+    Examples:
+      ads embed --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr
+      ads embed --pool big.zarr --labeled l.zarr --val v.zarr --scheduler local:4 --json
+    """
+    import time
+
+    from ads.embed import embed_stores
+    from ads.errors import ParameterError
+    from ads.task import load_task
+
+    if no_cache:
+        raise ParameterError("--no-cache leaves ads embed nothing to do: it writes the embedding cache.")
+    cache = _cache(cache_dir, False)
+    t = time.perf_counter()
+    task = load_task(pool_path, labeled, val, seed=seed)
+    with _runner(scheduler, quiet) as runner:
+        em = embed_stores(task, task.pool, _embed_config(arch, epochs, device, seed), cache=cache, progress=not quiet,
+                          runner=runner)
+    secs = time.perf_counter() - t
+    n_pool = 0 if task.pool is None else task.pool.n
+    src = em.pool_source
+    info = {"cache": str(cache.root), "pool_embeddings": str(src.path) if getattr(src, "path", None) else None,
+            "labeled": int(task.data.y.size), "val": int(task.data.y_val.size), "pool": n_pool, "dim": int(em.emb.shape[1]),
+            "arch": em.arch, "val_accuracy": em.val_accuracy, "reused": em.cached, "seconds": round(secs, 3),
+            "pool_items_per_second": round(n_pool / secs, 1) if n_pool and not em.cached else None}
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    what = f"{n_pool} pool, " if n_pool else ""
+    verb = "already cached" if em.cached else f"embedded in {secs:.1f} s"
+    click.echo(f"{what}{info['labeled']} labeled, {info['val']} validation points: {info['dim']}-d {em.arch} embeddings "
+               f"{verb} (validation accuracy {em.val_accuracy:.4f}); cache {cache.root}")
 
 
 @ads.command()

@@ -239,6 +239,28 @@ class PoolEmbeddings:
         self._owner = None
 
 
+def find_embeddings(store, root) -> list[dict]:
+    """The pool embeddings under the cache ``root`` made from ``store`` (an opened
+    :class:`ads.pool.Pool`): one dict each (``path``, ``arch``, ``dim``, ``classes``,
+    ``n``, ``current``: made from the store as it is now, by its fingerprint), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    where = str(Path(store.path).resolve())
+    fp = store.fingerprint()
+    found = []
+    for d in root.iterdir():
+        pe = PoolEmbeddings.open(d) if d.is_dir() else None
+        if pe is None:
+            continue
+        a = pe.attrs
+        if a.get("store") != where:
+            continue
+        found.append({"path": str(d), "arch": a.get("arch"), "dim": a.get("d"), "classes": a.get("classes"), "n": a.get("n"),
+                      "current": a.get("fingerprint") == fp, "mtime": (d / "done").stat().st_mtime})
+    return sorted(found, key=lambda e: -e["mtime"])
+
+
 def write_block(path, start: int, emb, proba: np.ndarray) -> int:
     """Write rows ``start..`` of the ``emb`` (unless None) and ``proba`` arrays of the
     group at ``path`` (whole chunks: a block is one chunk, so tasks never share one)."""
@@ -477,4 +499,4 @@ def _balanced(per_class, overall: TopRows, q, keep: int):
 
 
 __all__ = ["BLOCK_BYTES", "work_blocks", "pool_blocks", "RowArray", "PoolEmbeddings", "MemoryEmbeddings", "TopRows",
-           "Summary", "CandidatePlan", "write_block", "as_source"]
+           "Summary", "CandidatePlan", "write_block", "as_source", "find_embeddings"]

@@ -301,3 +301,43 @@ def test_in_process_runner_blocks_and_memory_source_agree(digits):
     many = plan.finalize(InProcess().summarize(scorer, MemoryEmbeddings(x[300:1100], proba, work_blocks(800, 30, 1, 1)),
                                                plan, np.empty(0, int), NearRefs(x[:200], x[:0]), progress=False))
     np.testing.assert_array_equal(one[0], many[0])
+
+
+# ---------------------------------------------------------------- ads embed, ads pool info
+
+def test_ads_embed_then_select_reuses_and_pool_info_lists(stores, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import ads
+
+    _, all_stores = stores
+    s = all_stores["i"]
+    cache = tmp_path / "cache"
+    args = ["--pool", str(s["pool"]), "--labeled", str(s["labeled"]), "--val", str(s["val"]), "--epochs", "2",
+            "--cache-dir", str(cache)]
+    r = subprocess.run([sys.executable, "-m", "cli", "embed", *args, "--json", "-q"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["reused"] is False and first["pool"] == 640 and first["pool_items_per_second"] > 0
+    pe = PoolEmbeddings.open(first["pool_embeddings"])
+    assert pe is not None and pe.attrs["n"] == 640 and np.asarray(pe.emb).shape == (640, first["dim"])
+    again = json.loads(CliRunner().invoke(ads, ["embed", *args, "--json", "-q"]).output)
+    assert again["reused"] is True and again["pool_embeddings"] == first["pool_embeddings"]
+    # select's embedding step with the same stores, network and seed reuses them: no training
+    from ads.embed import embed_stores
+    from ads.task import load_task
+
+    task = load_task(s["pool"], s["labeled"], s["val"], seed=0)
+    em = embed_stores(task, task.pool, EmbedConfig(epochs=2, seed=0), cache=EmbeddingCache(cache), progress=False)
+    assert em.cached and em.pool_source.path == Path(first["pool_embeddings"])
+    sel = CliRunner().invoke(ads, ["select", *args, "--budget", "5", "-q"])
+    assert sel.exit_code == 0 and sel.output.count("\n") == 6
+    info = json.loads(CliRunner().invoke(ads, ["pool", "info", str(s["pool"]), "--cache-dir", str(cache), "--json"]).output)
+    assert [e["path"] for e in info["embeddings"]] == [first["pool_embeddings"]] and info["embeddings"][0]["current"]
+    none = json.loads(CliRunner().invoke(ads, ["pool", "info", str(s["labeled"]), "--cache-dir", str(cache), "--json"]).output)
+    assert none["embeddings"] == []
+    bad = CliRunner().invoke(ads, ["embed", *args, "--no-cache"])
+    assert bad.exit_code != 0
