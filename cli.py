@@ -179,10 +179,10 @@ def build_scorer(name, params, *, progress=True):
     return make_scorer(name, **params)
 
 
-def build_strategy(name):
+def build_strategy(name, **params):
     import strategies
 
-    return strategies.get(name)
+    return strategies.get(name, **params)
 
 
 def _setup_logging(quiet):
@@ -572,10 +572,14 @@ def _runner(scheduler, quiet):
 
 
 def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet,
-                scheduler=None):
+                scheduler=None, distributed=False):
+    from ads.errors import ParameterError
     from ads.select import select as run_select
 
-    scorer_obj, strategy_obj = build_scorer(scorer, scorer_params, progress=not quiet), build_strategy(strategy)
+    if distributed and strategy != "coreset":
+        raise ParameterError(f"--distributed applies to --strategy coreset only. Got --strategy {strategy}.")
+    scorer_obj = build_scorer(scorer, scorer_params, progress=not quiet)
+    strategy_obj = build_strategy(strategy, **({"distributed": True} if distributed else {}))
     with _runner(scheduler, quiet) as runner:
         return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed, scorer=scorer_obj,
                           strategy=strategy_obj, embed=embed, cache=cache, progress=not quiet, runner=runner)
@@ -593,13 +597,17 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @click.option("--out", type=OUT_PATH, default=None, help="CSV to write: id,score in pick order.")
 @embed_options
 @scheduler_option
+@click.option("--distributed", is_flag=True,
+              help="coreset: greedy k-center per partition of 100,000 candidates, then on the union of their picks "
+                   "(a 4-approximation; Malkomes et al. 2015) for candidate sets too large for one machine; the "
+                   "partitions run on the Dask workers with --scheduler.")
 @overwrite_option
 @json_option
 @quiet_option
 def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, near_rejected, strategy,
            scorer,
-           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, scheduler, overwrite,
-           as_json, quiet):
+           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, scheduler, distributed,
+           overwrite, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -611,12 +619,13 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
       ads select --pool demo/pool.zarr --labeled demo/labeled.zarr --val demo/val.zarr --budget 500
       ads select --pool p.zarr --labeled l.zarr --budget 100 --fraction 1 --json
       ads select --pool big.zarr --labeled l.zarr --budget 5000 --max-candidates 50000 --scheduler local:4
+      ads select --pool big.zarr --labeled l.zarr --budget 20000 --fraction 0.2 --distributed --scheduler tcp://head:8786
     """
     _check_out(out, overwrite)
     pre = _preselect(preselect_shape, fraction, percentile, max_candidates, "ads select")
     sel = _run_select(pool_path, labeled, val, budget, pre, strategy, scorer,
                       _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
-                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet, scheduler)
+                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet, scheduler, distributed)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
     if out is not None:
         from ads._io import atomic_write_text

@@ -215,6 +215,20 @@ class DaskRunner:
         self._run(tasks, [e - s for s, e in blocks], "score pool", progress, merge=total.merge)
         return total
 
+    def map(self, fn, *iterables) -> list:
+        """``list(map(fn, *iterables))`` as Dask tasks (a strategy's independent parts,
+        e.g. the partitions of ``coreset --distributed``); an argument that is the same
+        array in every call is scattered once to every worker."""
+        cols = []
+        for it in iterables:
+            it = list(it)
+            if it and all(a is it[0] for a in it) and isinstance(it[0], np.ndarray):
+                f = self.client.scatter(it[0], broadcast=True, hash=False)
+                it = [f] * len(it)
+            cols.append(it)
+        futures = self.client.map(fn, *cols, pure=False)
+        return self.client.gather(futures)
+
     def close(self) -> None:
         try:
             self.client.close()

@@ -270,10 +270,19 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
     extra = {}
     if needs_weights:  # in-distribution probability: the share of validation points scoring at most as high
         extra["weights"] = np.searchsorted(np.sort(calibration), cand_scores, side="right") / calibration.shape[0]
-    X_cand = np.asarray(em.emb_pool[cand])
-    proba_cand = np.asarray(em.proba_pool[cand])
-    picks = strategy.select(X_cand, budget, X_labeled=em.emb if labeled_emb is None else labeled_emb,
-                            proba=proba_cand, random_state=seed, **extra)
+    labeled_emb = em.emb if labeled_emb is None else labeled_emb
+    if getattr(strategy, "lazy_candidates", False):  # e.g. coreset --distributed: reads its partitions itself
+        from ads.stream import CandidateRows
+
+        strategy.map_fn = getattr(runner, "map", None)
+        try:
+            picks = strategy.select(CandidateRows(em.pool_blocks(), cand), budget, X_labeled=labeled_emb, proba=None,
+                                    random_state=seed, **extra)
+        finally:
+            strategy.map_fn = None
+    else:
+        picks = strategy.select(np.asarray(em.emb_pool[cand]), budget, X_labeled=labeled_emb,
+                                proba=np.asarray(em.proba_pool[cand]), random_state=seed, **extra)
     seconds["strategy"] = time.perf_counter() - t_strategy
     picks = np.asarray(picks, dtype=np.int64)
     return cand[picks], cand_scores[picks], int(cand.size)

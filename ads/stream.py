@@ -239,6 +239,27 @@ class PoolEmbeddings:
         self._owner = None
 
 
+class CandidateRows:
+    """Rows ``rows`` of a pool-embeddings source (:class:`PoolEmbeddings` or
+    :class:`MemoryEmbeddings`) read on demand: ``c[s:e]``, ``c[positions]``,
+    ``np.asarray(c)``. Picklable by path, so a Dask task reads only its own rows."""
+
+    def __init__(self, source, rows):
+        self.source = source
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.shape = (int(self.rows.size), int(source.emb.shape[1]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        return np.asarray(self.source.emb[self.rows[key]])
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+
 def find_embeddings(store, root) -> list[dict]:
     """The pool embeddings under the cache ``root`` made from ``store`` (an opened
     :class:`ads.pool.Pool`): one dict each (``path``, ``arch``, ``dim``, ``classes``,
@@ -499,4 +520,5 @@ def _balanced(per_class, overall: TopRows, q, keep: int):
 
 
 __all__ = ["BLOCK_BYTES", "work_blocks", "pool_blocks", "RowArray", "PoolEmbeddings", "MemoryEmbeddings", "TopRows",
-           "Summary", "CandidatePlan", "write_block", "as_source", "find_embeddings"]
+           "Summary", "CandidatePlan", "write_block", "as_source", "find_embeddings",
+           "CandidateRows"]

@@ -222,6 +222,48 @@ def coreset_greedy(X, n, X_labeled=None, *, candidate_set_size=2048) -> np.ndarr
     return picks
 
 
+def _partition_greedy(X, start: int, stop: int, n: int, X_labeled, candidate_set_size: int) -> np.ndarray:
+    """Stage 1 of :func:`composable_coreset` on rows ``start:stop`` (a task: ``X`` may be
+    a lazy row source, read here); returns global row numbers in pick order."""
+    from strategies.base import _check_matrix
+
+    Xp = _check_matrix(X[start:stop], "X", "coreset")
+    return start + coreset_greedy(Xp, min(n, stop - start), X_labeled, candidate_set_size=candidate_set_size)
+
+
+def composable_coreset(X, n, X_labeled=None, *, partition_rows=100_000, map_fn=None, candidate_set_size=2048):
+    """Greedy k-center over partitions, then over the union of their picks (GREEDY-MR).
+
+    Stage 1: each partition of ``partition_rows`` candidates runs :func:`coreset_greedy`
+    for ``n`` picks (or all its rows), with the labeled points as pre-chosen centers;
+    stage 2 runs it again on the union of those picks. Malkomes, Kusner, Chen, Weinberger
+    & Moseley (2015), "Fast distributed k-center clustering with outliers on massive data"
+    (NeurIPS), show this composable coreset is a 4-approximation of the k-center radius:
+    every point is within 2 OPT of its partition's picks (Gonzalez's greedy bound, which
+    holds with fixed labeled centers too: k+1 points farther than 2 OPT from the labeled
+    set and from each other would need k+1 free optimal centers), and every union point
+    within 2 OPT of the final picks. The exact greedy is a 2-approximation; this trades a
+    factor 2 in the guarantee for memory and parallelism: one partition plus the union
+    (partitions x n rows) is in memory at a time, and the partitions are independent.
+
+    ``X``: array or lazy row source (``X[s:e]`` and ``X[rows]`` read rows; ``X.shape``).
+    ``map_fn(f, *iterables)``: how stage 1 runs (default: the builtin ``map``, one after
+    another; :class:`ads.distributed.DaskRunner` passes Dask's). With one partition this
+    is :func:`coreset_greedy` exactly. Returns row numbers in pick order.
+    """
+    N = int(X.shape[0])
+    parts = [(s, min(N, s + partition_rows)) for s in range(0, N, partition_rows)]
+    if len(parts) <= 1:
+        return _partition_greedy(X, 0, N, n, X_labeled, candidate_set_size)
+    map_fn = map_fn or map
+    k = len(parts)
+    local = list(map_fn(_partition_greedy, [X] * k, [p[0] for p in parts], [p[1] for p in parts], [n] * k,
+                        [X_labeled] * k, [candidate_set_size] * k))
+    union = np.sort(np.concatenate([np.asarray(p, dtype=np.int64) for p in local]))  # ties -> lower row, as one pass
+    final = coreset_greedy(np.asarray(X[union]), n, X_labeled, candidate_set_size=candidate_set_size)
+    return union[final]
+
+
 @register
 class Coreset(Strategy):
     """Greedy k-center (Core-set) starting from the labeled set's distances.
@@ -230,18 +272,55 @@ class Coreset(Strategy):
     ----------
     candidate_set_size : int, default 2048
         Tuning knob of the lazy update; does not change the picks.
+    distributed : bool, default False
+        Candidates too many for one machine: :func:`composable_coreset` over partitions
+        of ``partition_rows`` (a 4-approximation instead of the greedy's 2; other picks).
+        ``ads select`` then hands it the candidates lazily (read partition by partition
+        from the embeddings on disk) and, with ``--scheduler``, runs the partitions on
+        the Dask workers.
+    partition_rows : int, default 100000
     """
 
     name = "coreset"
     needs_labeled = True
 
-    def __init__(self, candidate_set_size=2048):
+    def __init__(self, candidate_set_size=2048, distributed=False, partition_rows=100_000):
         self.candidate_set_size = candidate_set_size
+        self.distributed = distributed
+        self.partition_rows = partition_rows
+        self.map_fn = None  # set by the pipeline for a Dask runner
+
+    @property
+    def lazy_candidates(self) -> bool:
+        return bool(self.distributed)
+
+    def select(self, X, n, *, X_labeled=None, proba=None, random_state=None, weights=None) -> np.ndarray:
+        if not self.distributed or isinstance(X, np.ndarray):
+            return super().select(np.asarray(X), n, X_labeled=X_labeled, proba=None, random_state=random_state)
+        # a lazy row source: every check of Strategy.select but the contents, which each
+        # partition checks when it reads its rows
+        from ads.errors import DataError, ParameterError
+        from strategies.base import _check_matrix, _check_random_state
+
+        owner = f"strategy {self.name!r}"
+        n = check_int(n, "n", owner, min_value=1)
+        if len(X.shape) != 2 or X.shape[0] == 0:
+            raise DataError(f"X of {owner} must be 2-D and non-empty. Got shape {tuple(X.shape)}.")
+        if n > X.shape[0]:
+            raise ParameterError(f"The 'n' parameter of {owner} must be <= the number of candidates ({X.shape[0]}). Got {n}.")
+        if X_labeled is not None:
+            X_labeled = _check_matrix(X_labeled, "X_labeled", self.name, allow_empty=True)
+            if X_labeled.shape[1] != X.shape[1]:
+                raise DataError(f"X_labeled of {owner} has {X_labeled.shape[1]} columns; X has {X.shape[1]}.")
+        _check_random_state(random_state, self.name)
+        return np.asarray(self._select(X, n, X_labeled=X_labeled, proba=None, rng=None), dtype=np.int64)
 
     def _select(self, X, n, *, X_labeled, proba, rng):
-        size = check_int(
-            self.candidate_set_size, "candidate_set_size", f"strategy {self.name!r}", min_value=1
-        )
+        owner = f"strategy {self.name!r}"
+        size = check_int(self.candidate_set_size, "candidate_set_size", owner, min_value=1)
+        if self.distributed:
+            rows = check_int(self.partition_rows, "partition_rows", owner, min_value=1)
+            return composable_coreset(X, n, X_labeled, partition_rows=rows, map_fn=self.map_fn, candidate_set_size=size)
         return coreset_greedy(X, n, X_labeled, candidate_set_size=size)
 
 

@@ -341,3 +341,66 @@ def test_ads_embed_then_select_reuses_and_pool_info_lists(stores, tmp_path):
     assert none["embeddings"] == []
     bad = CliRunner().invoke(ads, ["embed", *args, "--no-cache"])
     assert bad.exit_code != 0
+
+
+# ---------------------------------------------------------------- coreset --distributed (composable coreset)
+
+def _radius(X, centers_idx, X_labeled):
+    C = np.concatenate([X_labeled, X[centers_idx]]) if X_labeled is not None else X[centers_idx]
+    d = np.sqrt(((X[:, None, :] - C[None, :, :]) ** 2).sum(-1))
+    return d.min(axis=1).max()
+
+
+@settings(max_examples=150, deadline=None)
+@given(n_cand=st.integers(2, 11), n_lab=st.integers(0, 3), k=st.integers(1, 3), part=st.integers(1, 5),
+       levels=st.sampled_from([2, 4, 100]), seed=st.integers(0, 10**6))
+def test_composable_coreset_is_within_4x_of_the_optimal_radius(n_cand, n_lab, k, part, levels, seed):
+    """Oracle: the optimal k-center radius by enumerating every k-subset of candidates
+    (labeled points are fixed centers). Greedy <= 2 OPT, composable <= 4 OPT; composable
+    equals the plain greedy run per partition and then on the union."""
+    from itertools import combinations
+
+    from reference import naive_coreset
+    from strategies.coreset import composable_coreset, coreset_greedy
+
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, levels, (n_cand, 2)).astype(np.float64)  # few levels: duplicates and ties
+    L = rng.integers(0, levels, (n_lab, 2)).astype(np.float64) if n_lab else None
+    k = min(k, n_cand)
+    opt = min(_radius(X, list(c), L) for c in combinations(range(n_cand), k))
+    g = coreset_greedy(X, k, L)
+    c = composable_coreset(X, k, L, partition_rows=part)
+    assert len(set(c.tolist())) == k
+    assert _radius(X, g, L) <= 2 * opt + 1e-9
+    assert _radius(X, c, L) <= 4 * opt + 1e-9
+    # the same two stages with the plain oracle greedy
+    union = np.sort(np.concatenate([s + np.asarray(naive_coreset(X[s:s + part], min(k, X[s:s + part].shape[0]), L))
+                                    for s in range(0, n_cand, part)]))
+    want = union[np.asarray(naive_coreset(X[union], k, L))] if n_cand > part else np.asarray(naive_coreset(X, k, L))
+    np.testing.assert_array_equal(c, want)
+
+
+def test_distributed_coreset_on_dask_equals_in_process_and_reads_lazily(stores, cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADS_BLOCK_BYTES", "1")
+    _, all_stores = stores
+    s = all_stores["f"]
+    kw = dict(budget=12, scorer=make_scorer("direct"), preselect=Preselect(fraction=0.5), embed=EmbedConfig(epochs=3, seed=0),
+              cache=EmbeddingCache(tmp_path / "c"), progress=False)
+    exact = select(s["pool"], s["labeled"], s["val"], strategy=strategies.get("coreset"), **kw)
+    a = select(s["pool"], s["labeled"], s["val"], strategy=strategies.get("coreset", distributed=True, partition_rows=60), **kw)
+    b = select(s["pool"], s["labeled"], s["val"], strategy=strategies.get("coreset", distributed=True, partition_rows=60),
+               runner=cluster, **kw)
+    one = select(s["pool"], s["labeled"], s["val"], strategy=strategies.get("coreset", distributed=True), **kw)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(one.ids, exact.ids)  # one partition: the exact greedy
+    assert len(set(a.ids)) == 12
+
+
+def test_distributed_flag_only_for_coreset(stores):
+    _, all_stores = stores
+    s = all_stores["f"]
+    r = subprocess.run([sys.executable, "-m", "cli", "select", "--pool", str(s["pool"]), "--labeled", str(s["labeled"]),
+                        "--budget", "5", "--strategy", "kmedians", "--distributed", "-q", "--no-cache"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and r.stderr == ("ads: error: ads select: --distributed applies to --strategy coreset only. "
+                                              "Got --strategy kmedians.\n")
