@@ -264,6 +264,56 @@ def id_hashes(ids) -> np.ndarray:
     return h
 
 
+#: Up to this many rows the ids' hashes are sorted in memory (8 bytes a row); above it they
+#: are spilled to a temporary directory in 256 buckets by their top byte and each bucket is
+#: sorted alone, so opening a pool of any size holds 8 bytes x rows / 256 of hashes.
+HASH_MEMORY_ROWS = 1 << 22
+
+
+def _repeated_hashes(ids, where: str, n: int) -> np.ndarray:
+    """The 64-bit id hashes (:func:`id_hashes`) that occur more than once in ``ids``."""
+    def repeats(h):
+        h.sort()
+        return h[1:][h[1:] == h[:-1]]
+
+    def in_memory():
+        h = np.empty(n, dtype=np.uint64)
+        for s, b in _scan(ids, where, "ids"):
+            h[s : s + len(b)] = id_hashes(_strings(b))
+        return np.unique(repeats(h))
+
+    if n <= HASH_MEMORY_ROWS:
+        return in_memory()
+    try:
+        return _spilled_repeats(ids, where, repeats)
+    except OSError:  # no room in the temporary directory: sort in memory instead
+        return in_memory()
+
+
+def _spilled_repeats(ids, where: str, repeats) -> np.ndarray:
+    import tempfile
+
+    found = []
+    with tempfile.TemporaryDirectory(prefix="ads-ids-") as d:
+        paths = [os.path.join(d, f"{k:02x}") for k in range(256)]
+        files = [open(p, "wb") for p in paths]
+        try:
+            for _s, b in _scan(ids, where, "ids"):
+                h = id_hashes(_strings(b))
+                top = (h >> np.uint64(56)).astype(np.intp)
+                order = np.argsort(top, kind="stable")
+                bounds = np.concatenate([[0], np.cumsum(np.bincount(top, minlength=256))])
+                h = h[order]
+                for k in np.flatnonzero(np.diff(bounds)):
+                    files[k].write(h[bounds[k] : bounds[k + 1]].tobytes())
+        finally:
+            for f in files:
+                f.close()
+        for p in paths:
+            found.append(repeats(np.fromfile(p, dtype=np.uint64)))
+    return np.unique(np.concatenate(found))
+
+
 def _strings(a) -> np.ndarray:
     """A zarr string array (numpy StringDType) as a fixed-width unicode array."""
     a = np.asarray(a)
@@ -401,21 +451,17 @@ def _validate(pool: Pool, group, where: str) -> None:
     for name, a in arrays.items():
         strict = _has_checksum(a) or np.dtype(a.dtype).kind not in "iub"
         _check_chunks(a, pool.path / name, where, name, strict)
-    # Decode every chunk. Ids are checked for duplicates through 64-bit hashes (8 bytes a
-    # row, whatever the ids' length), and only rows whose hashes collide are compared.
-    hashes = np.empty(pool.n, dtype=np.uint64)
-    for s, b in _scan(ids, where, "ids"):
-        hashes[s : s + len(b)] = id_hashes(_strings(b))
-    order = np.argsort(hashes, kind="stable")
-    same = hashes[order][1:] == hashes[order][:-1]
-    if same.any():
-        rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+    # Decode every chunk. Ids are checked for duplicates through 64-bit hashes, and only
+    # rows whose hashes collide are compared (bounded memory: see _repeated_hashes).
+    repeated = _repeated_hashes(ids, where, pool.n)
+    if repeated.size:
+        rows = np.concatenate([s + np.flatnonzero(np.isin(id_hashes(_strings(b)), repeated))
+                               for s, b in _scan(ids, where, "ids")])
         values = _strings(np.asarray(ids.oindex[rows]))
         uniq, counts = np.unique(values, return_counts=True)
         if (counts > 1).any():
             dup = uniq[counts > 1][:3]
             raise StoreError(f"{where} array 'ids' has duplicate ids, e.g. {', '.join(repr(str(d)) for d in dup)}.")
-    del hashes, order, same
     n_classes = len(pool.classes)
     for name in ("y", "hidden/y"):
         if name not in arrays:

@@ -55,7 +55,7 @@ def main(argv=None):
     em = embed_stores(task, task.pool, EmbedConfig(arch="cnn", epochs=args.epochs, seed=args.seed), progress=False)
     src = np.array([coarse_source(t) for t in task.pool.hidden("source")])
     off = src == "off-task"
-    pred = em.proba_pool.argmax(1)
+    pred = np.asarray(em.proba_pool).argmax(1)
     n_top = int(np.ceil(0.1 * len(src)))
     rows, out = [], {}
     for name, (scorer, params) in SCORERS.items():
@@ -73,8 +73,8 @@ def main(argv=None):
 
     index = faiss.IndexFlatL2(em.emb.shape[1])
     index.add(np.ascontiguousarray(em.emb, dtype=np.float32))
-    dist, _ = index.search(np.ascontiguousarray(em.emb_pool, dtype=np.float32), 10)
-    signals = {"max softmax p (Hendrycks & Gimpel)": em.proba_pool.max(1),
+    dist, _ = index.search(np.ascontiguousarray(np.asarray(em.emb_pool), dtype=np.float32), 10)
+    signals = {"max softmax p (Hendrycks & Gimpel)": np.asarray(em.proba_pool).max(1),
                "- distance to 10th nearest labeled": -dist[:, -1]}
     for name, s in signals.items():
         top = np.argsort(-s, kind="stable")[:n_top]

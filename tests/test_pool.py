@@ -88,6 +88,32 @@ def test_length_mismatch_duplicate_ids_nan_and_bad_labels(tmp_path):
         open_pool(p, role="pool")
 
 
+@pytest.mark.parametrize("memory_rows", [1 << 22, 7], ids=["in-memory", "spilled-buckets"])
+def test_duplicate_ids_found_in_memory_and_through_spilled_hash_buckets(tmp_path, monkeypatch, memory_rows):
+    """Above HASH_MEMORY_ROWS the id hashes go to 256 bucket files; both paths must find
+    the same duplicates (ids of different widths across chunks: NUL padding is not hashed),
+    and distinct ids whose hashes collide (a deliberately weak hash) are not duplicates."""
+    import ads.pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "HASH_MEMORY_ROWS", memory_rows)
+    n = 3000
+    ids = np.array([f"id{i}" for i in range(n)])
+    x = np.zeros((n, 2), np.float32)
+    ok = write_pool(tmp_path / "ok.zarr", x, ids=ids, chunk_rows=256)
+    assert open_pool(ok).n == n
+    import zarr
+
+    bad = write_pool(tmp_path / "dup.zarr", x, ids=ids, chunk_rows=256)
+    zarr.open_group(str(bad), mode="r+")["ids"][2999] = "id17"  # another chunk, another width
+    with pytest.raises(StoreError, match=r"duplicate ids, e.g. 'id17'"):
+        open_pool(bad)
+    real = pool_mod.id_hashes
+    monkeypatch.setattr(pool_mod, "id_hashes", lambda a: real(a) % np.uint64(5) << np.uint64(58))
+    assert open_pool(ok).n == n  # every hash collides, no id repeats
+    with pytest.raises(StoreError, match=r"duplicate ids, e.g. 'id17'"):
+        open_pool(bad)
+
+
 def test_missing_and_not_a_group(tmp_path):
     with pytest.raises(StoreError, match=r"labeled store '.*nope.zarr' does not exist"):
         open_pool(tmp_path / "nope.zarr", role="labeled store")
