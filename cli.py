@@ -571,15 +571,28 @@ def _runner(scheduler, quiet):
             runner.close()
 
 
-def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet,
-                scheduler=None, distributed=False):
+def _distributed_params(strategy, distributed) -> dict:
     from ads.errors import ParameterError
-    from ads.select import select as run_select
 
     if distributed and strategy != "coreset":
         raise ParameterError(f"--distributed applies to --strategy coreset only. Got --strategy {strategy}.")
+    return {"distributed": True} if distributed else {}
+
+
+distributed_option = click.option(
+    "--distributed", is_flag=True,
+    help="coreset: greedy k-center per partition of 100,000 candidates, then on the union of their picks "
+         "(a 4-approximation; Malkomes et al. 2015) for candidate sets too large for one machine; the "
+         "partitions run on the Dask workers with --scheduler.")
+
+
+def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet,
+                scheduler=None, distributed=False):
+    from ads.select import select as run_select
+
+    strategy_params = _distributed_params(strategy, distributed)
     scorer_obj = build_scorer(scorer, scorer_params, progress=not quiet)
-    strategy_obj = build_strategy(strategy, **({"distributed": True} if distributed else {}))
+    strategy_obj = build_strategy(strategy, **strategy_params)
     with _runner(scheduler, quiet) as runner:
         return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed, scorer=scorer_obj,
                           strategy=strategy_obj, embed=embed, cache=cache, progress=not quiet, runner=runner)
@@ -597,10 +610,7 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @click.option("--out", type=OUT_PATH, default=None, help="CSV to write: id,score in pick order.")
 @embed_options
 @scheduler_option
-@click.option("--distributed", is_flag=True,
-              help="coreset: greedy k-center per partition of 100,000 candidates, then on the union of their picks "
-                   "(a 4-approximation; Malkomes et al. 2015) for candidate sets too large for one machine; the "
-                   "partitions run on the Dask workers with --scheduler.")
+@distributed_option
 @overwrite_option
 @json_option
 @quiet_option
@@ -784,7 +794,8 @@ def resume_run(workdir, *, progress=True, max_rounds=None, scheduler=None):
     from ads import loop as L
 
     c = L.Run(workdir).load()["config"]
-    strategy, scorer = build_strategy(c["strategy"]), build_scorer(c["scorer"], c["scorer_params"], progress=progress)
+    strategy = build_strategy(c["strategy"], **c.get("strategy_params", {}))
+    scorer = build_scorer(c["scorer"], c["scorer_params"], progress=progress)
     with _runner(scheduler, not progress) as runner:
         return L.resume(workdir, strategy=strategy, scorer=scorer, progress=progress, max_rounds=max_rounds, runner=runner)
 
@@ -817,12 +828,13 @@ def _loop_summary(workdir, state, as_json):
 @seed_option
 @network_options
 @scheduler_option
+@distributed_option
 @lock_timeout_option
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
          max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
-         scheduler, lock_timeout, as_json, quiet):
+         scheduler, distributed, lock_timeout, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -836,6 +848,7 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                --test demo/test.zarr --rounds 5 --budget 500 --workdir runs/ads
       ads loop --workdir runs/ads --resume
       ads loop --workdir runs/ads --resume --scheduler tcp://10.0.0.5:8786
+      ads loop --pool big.zarr --labeled l.zarr --rounds 3 --budget 20000 --workdir runs/big --distributed --scheduler local
     """
     from ads import loop as L
     from ads.errors import ParameterError
@@ -853,7 +866,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                 from ads.pool import open_pool
 
                 oracle = "hidden" if open_pool(pool_path, role="pool").hidden("y") is not None else "external"
-            build_strategy(strategy)  # unknown names fail before the run directory is made
+            strategy_params = _distributed_params(strategy, distributed)
+            build_strategy(strategy, **strategy_params)  # unknown names fail before the run directory is made
             params = _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations)
             build_scorer(scorer, params)
             cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
@@ -861,7 +875,8 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                                fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
                                embed={"arch": arch, "epochs": epochs, "device": device},
                                preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
-                                          "near_rejected": near_rejected})
+                                          "near_rejected": near_rejected},
+                               strategy_params=strategy_params)
             L.start(cfg, workdir)
         _loop_summary(workdir, resume_run(workdir, progress=not quiet, scheduler=scheduler), as_json)
 
@@ -922,7 +937,8 @@ def report(workdirs, out, overwrite, as_json, quiet):
 # ---------------------------------------------------------------- serve
 def serve_parts(strategy_name, config):
     """The parts of a service job: the strategy by name (the run's by default) and the run's scorer."""
-    return (build_strategy(strategy_name or config["strategy"]),
+    params = config.get("strategy_params", {}) if strategy_name in (None, config["strategy"]) else {}
+    return (build_strategy(strategy_name or config["strategy"], **params),
             build_scorer(config["scorer"], config["scorer_params"], progress=False))
 
 

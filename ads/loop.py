@@ -65,6 +65,7 @@ class LoopConfig:
     scorer_params: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)  # EmbedConfig fields other than the seed
     preselect: dict = field(default_factory=lambda: {"near_rejected": True})  # Preselect fields but the fraction
+    strategy_params: dict = field(default_factory=dict)  # e.g. {"distributed": True} (coreset --distributed)
 
     @classmethod
     def from_state(cls, c: dict) -> LoopConfig:
@@ -99,7 +100,7 @@ class LoopConfig:
 
 _CONFIG_TYPES = {"pool": str, "labeled": str, "val": (str, type(None)), "test": (str, type(None)), "rounds": int,
                  "budget": int, "strategy": str, "fraction": (int, float), "seed": int, "oracle": str, "scorer": str,
-                 "scorer_params": dict, "embed": dict, "preselect": dict}
+                 "scorer_params": dict, "embed": dict, "preselect": dict, "strategy_params": dict}
 _TYPE_WORDS = {str: "a string", (str, type(None)): "a string or null", int: "an integer", (int, float): "a number",
                dict: "an object"}
 STAGES = ("select", "label", "done")

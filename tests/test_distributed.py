@@ -404,3 +404,33 @@ def test_distributed_flag_only_for_coreset(stores):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and r.stderr == ("ads: error: ads select: --distributed applies to --strategy coreset only. "
                                               "Got --strategy kmedians.\n")
+
+
+def test_loop_keeps_distributed_coreset_across_resume(stores, tmp_path):
+    """`ads loop --distributed` records the strategy's parameters in the run's configuration:
+    every round (and a resume, and the service) builds the distributed coreset; other
+    strategies are refused before the run directory is made."""
+    import json
+
+    import click
+    from click.testing import CliRunner
+
+    import cli
+
+    _, all_stores = stores
+    s = all_stores["f"]
+    run = tmp_path / "run"
+    args = ["loop", "--pool", str(s["pool"]), "--labeled", str(s["labeled"]), "--val", str(s["val"]), "--rounds", "1",
+            "--budget", "5", "--workdir", str(run), "--distributed", "-q", "--json"]
+    r = CliRunner().invoke(cli.ads, args)
+    assert r.exit_code == 0, r.output
+    config = json.loads((run / "state.json").read_text())["config"]
+    assert config["strategy"] == "coreset" and config["strategy_params"] == {"distributed": True}
+    strategy, _ = cli.serve_parts(None, config)
+    assert strategy.distributed is True
+    assert cli.serve_parts("kmedians", config)[0].name == "kmedians"
+    bad = [*args[:-4], str(tmp_path / "run2"), "--strategy", "badge", "--distributed"]
+    bad = CliRunner().invoke(click.command()(lambda: cli.main(bad)), [])
+    assert bad.exit_code == 2 and bad.stderr == ("ads: error: ads loop: --distributed applies to --strategy coreset "
+                                                 "only. Got --strategy badge.\n")
+    assert not (tmp_path / "run2" / "state.json").exists()
