@@ -190,6 +190,10 @@ def old_checkout(ref: str, where: Path) -> Path:
     return where
 
 
+MODE_KEYS = {"today (in-process, in memory)": "today", "new, in-process": "inprocess",
+             "new, LocalCluster 1 worker": "local1", "new, LocalCluster 2 workers": "local2"}
+
+
 def features_runs(args, data: Path, small) -> list[dict]:
     rows = []
     old = old_checkout(args.old_ref, data / "old-ads") if args.old_ref else None
@@ -201,6 +205,7 @@ def features_runs(args, data: Path, small) -> list[dict]:
                   ("new, LocalCluster 2 workers", ROOT, "local:2")]
         if n > args.cluster1_max:
             modes = [m for m in modes if m[2] != "local:1"]
+        modes = [m for m in modes if MODE_KEYS[m[0]] in args.modes]
         for label, code, sched in modes:
             cache = data / "cache-run"
             shutil.rmtree(cache, ignore_errors=True)
@@ -331,6 +336,8 @@ def main(argv=None):
     ap.add_argument("--old-ref", default="3853ae6", help="today's path (git ref); '' to skip")
     ap.add_argument("--old-max", type=int, default=5_000_000, help="largest pool today's path is run on")
     ap.add_argument("--cluster1-max", type=int, default=5_000_000, help="largest pool run on a 1-worker cluster")
+    ap.add_argument("--modes", default="today,inprocess,local1,local2",
+                    help="features runs to do (a rerun replaces only those rows of scale.json)")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "ads-scale")
     ap.add_argument("--keep", action="store_true", help="keep the generated pools")
     ap.add_argument("--results", type=Path, default=HERE / "results")
@@ -340,6 +347,9 @@ def main(argv=None):
         print(json.dumps(embed_child(*args.embed_child)))
         return
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.modes = set(args.modes.split(","))
+    if args.modes - set(MODE_KEYS.values()):
+        raise SystemExit(f"--modes: unknown {sorted(args.modes - set(MODE_KEYS.values()))}")
     args.data.mkdir(parents=True, exist_ok=True)
     prev = {}
     res_json = args.results / "scale.json"
@@ -350,7 +360,10 @@ def main(argv=None):
     if not args.no_features:
         small = write_small_features(args.data)
         new = features_runs(args, args.data, small)
-        frows = [r for r in frows if r["n"] not in {x["n"] for x in new}] + new
+        done = {(x["n"], x["mode"]) for x in new}
+        order = list(MODE_KEYS)
+        frows = sorted([r for r in frows if (r["n"], r["mode"]) not in done] + new,
+                       key=lambda r: (r["n"], order.index(r["mode"]) if r["mode"] in order else len(order)))
     if not args.no_images and args.images:
         irows = image_runs(args, args.data)
     text = report(args, frows, irows)
