@@ -104,9 +104,39 @@ def connect(spec: str | None = None, *, timeout: float = 10.0, threads_per_worke
 
 # -- tasks (run on workers) ---------------------------------------------------------------
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Once per worker process: let glibc reuse freed tensors again.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting any malloc
+    threshold switches off glibc's dynamic mmap threshold, so every allocation above 128 KiB
+    is a fresh mmap, zero-filled page by page, and network inference on a worker ran ~2.5x
+    slower than in-process (6.5 s vs 2.5 s for 24,000 images here). Raising the mmap
+    threshold to 16 MiB and the trim threshold to 32 MiB brings it back to the in-process
+    speed while still returning free memory above 32 MiB to the system. No-op off glibc.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if os.environ.get("ADS_WORKER_MALLOC_TUNE", "1") == "0":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 32 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _set_threads() -> int:
     """torch's intra-op threads = this worker's thread count (set deliberately: nanny
-    workers start with OMP/MKL/OpenBLAS threads = 1)."""
+    workers start with OMP/MKL/OpenBLAS threads = 1); glibc's malloc tuned (:func:`_tune_malloc`)."""
+    _tune_malloc()
     try:
         from distributed import get_worker
 

@@ -122,6 +122,13 @@ def _build(arch: str, in_ch: int, hw: tuple, n_classes: int):
     return Net(), arch
 
 
+# Inference batch: small enough that a batch's activations stay under glibc's 32 MiB cap of
+# its dynamic mmap threshold, so freed tensors are reused instead of mapped and page-faulted
+# afresh on every batch: 24,000 28x28 images through the small CNN on one thread took
+# 5.1 s at 1024 and 2.5 s at 128 here (benchmarks/results/scale.md).
+INFER_BATCH = 128
+
+
 class ImageEmbedder:
     """Train a network on labeled images, then embed images in batches.
 
@@ -190,7 +197,7 @@ class ImageEmbedder:
         self.epochs_run_ = epoch + 1
         return self
 
-    def transform(self, x, batch_size: int = 1024):
+    def transform(self, x, batch_size: int = INFER_BATCH):
         """Embeddings (float32, (n, d)) and class probabilities (float32, (n, C))."""
         import torch
 
