@@ -248,6 +248,28 @@ def test_streaming_preselection_equals_preselect(n, levels, c, chunk, budget, fr
     assert got_info == want_info
 
 
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 400), k=st.integers(1, 60), levels=st.integers(1, 6), nan=st.floats(0, 0.5),
+       block=st.integers(1, 90), seed=st.integers(0, 2**31))
+def test_topk_with_its_floor_equals_a_full_sort(n, k, levels, nan, block, seed):
+    """Oracle: one stable sort of all rows. Heavy ties, NaN and -inf scores, rows in random
+    block order, blocks added and merged (the floor drops rows on arrival)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, n).astype(float)
+    scores[rng.random(n) < nan] = np.nan
+    scores[rng.random(n) < 0.05] = -np.inf
+    index = rng.permutation(n)
+    t = TopRows(k)
+    for s in range(0, n, block):
+        part = TopRows(k).add(scores[s : s + block], index[s : s + block])
+        (t.merge(part) if rng.random() < 0.5 else t.add(scores[s : s + block], index[s : s + block]))
+    by_index = np.argsort(index)
+    want = by_index[np.argsort(-scores[by_index], kind="stable")][:k]
+    idx, sc = t.best()
+    assert idx.tolist() == index[want].tolist()
+    np.testing.assert_array_equal(sc, scores[want])
+
+
 def test_topk_keeps_the_lower_index_on_ties():
     t = TopRows(3)
     t.add(np.array([1.0, 1.0, 1.0]), np.array([9, 4, 7]))
