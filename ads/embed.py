@@ -1,6 +1,7 @@
-"""Embeddings and class probabilities from a network trained from scratch.
+"""Embeddings and class probabilities: a network trained from scratch, or a pretrained one.
 
-Image stores: a network (a small CNN for small images, or torchvision's ResNet-18 adapted
+Image stores: with ``arch='efficientnet-lite0'`` (``--embedder``) a frozen ImageNet
+backbone and a linear head trained on its embeddings (:mod:`ads.pretrained`); otherwise a network (a small CNN for small images, or torchvision's ResNet-18 adapted
 to small images: 3x3 stem, stride 1, no max-pool) is trained on the labeled set and
 early-stopped on the validation accuracy; the pre-logit activations are the embeddings.
 Features stores: the embeddings are the stored features, unchanged; probabilities come
@@ -32,7 +33,9 @@ from ads.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 
-ARCHS = ("auto", "cnn", "resnet18")
+ARCHS = ("auto", "cnn", "resnet18", "efficientnet-lite0")
+#: The pretrained backbones among ARCHS (ads.pretrained): frozen, with a linear head.
+PRETRAINED = ("efficientnet-lite0",)
 
 
 @dataclass
@@ -47,6 +50,8 @@ class EmbedConfig:
     patience: int = 5
     seed: int = 0
     device: str = "auto"
+    #: Pixels (square) the pretrained backbone sees; 0: auto (ads.pretrained.auto_input_size).
+    input_size: int = 0
 
     def validate(self) -> EmbedConfig:
         owner = "the embedding network"
@@ -55,6 +60,9 @@ class EmbedConfig:
         check_int(self.batch_size, "batch_size", owner, min_value=1)
         check_int(self.patience, "patience", owner, min_value=1)
         check_seed(self.seed, "seed", owner)
+        check_int(self.input_size, "input_size", owner, min_value=0)
+        if 0 < self.input_size < 32:
+            raise ParameterError(f"The 'input_size' parameter of {owner} must be 0 (auto) or at least 32 pixels. Got {self.input_size}.")
         check_choice(self.device, ("auto", "cpu", "cuda"), "device", owner)
         if self.device == "cuda":
             resolve_device("cuda")
@@ -252,7 +260,18 @@ class FeatureEmbedder:
         return out
 
 
-def make_embedder(kind: str, config: EmbedConfig | None = None):
+def make_embedder(kind: str, config: EmbedConfig | None = None, *, feature_cache=None):
+    """The embedder of a ``kind`` store: a pretrained backbone when ``config.arch`` names
+    one (image stores only; ``feature_cache`` holds its backbone features), else a network
+    trained from scratch for images, or the identity + logistic head for features."""
+    config = config or EmbedConfig()
+    if config.arch in PRETRAINED:
+        if kind != "images":
+            raise ParameterError(f"--embedder {config.arch} embeds image stores; a features store is its own embedding "
+                                 f"(leave --embedder at auto).")
+        from ads.pretrained import PretrainedEmbedder
+
+        return PretrainedEmbedder(config, feature_cache=feature_cache)
     return ImageEmbedder(config) if kind == "images" else FeatureEmbedder(config)
 
 
@@ -321,10 +340,12 @@ class Embeddings:
         return self.pool_source if self.pool_source is not None else as_source(self.emb_pool, self.proba_pool)
 
 
-def fit_embedder(kind: str, data, n_classes: int, config: EmbedConfig | None = None, *, progress: bool = True):
-    """Train the embedder of a ``kind`` store on ``data`` (a :class:`ads.task.LabeledData`)."""
+def fit_embedder(kind: str, data, n_classes: int, config: EmbedConfig | None = None, *, progress: bool = True,
+                 feature_cache=None):
+    """Train the embedder of a ``kind`` store on ``data`` (a :class:`ads.task.LabeledData`);
+    ``feature_cache``: where a pretrained backbone caches its features (None: nowhere)."""
     config = (config or EmbedConfig()).validate()
-    model = make_embedder(kind, config).fit(data.x, data.y, data.x_val, data.y_val, n_classes, progress=progress)
+    model = make_embedder(kind, config, feature_cache=feature_cache).fit(data.x, data.y, data.x_val, data.y_val, n_classes, progress=progress)
     logger.info("embedding model %s: validation accuracy %.4f", model.arch_, model.val_accuracy_)
     return model
 
@@ -404,7 +425,8 @@ def embed_stores(task, pool=None, config: EmbedConfig | None = None, *, cache: E
         logger.info("embeddings: reusing cache %s", cache.root / (key_pool or key_lab))
         return Embeddings(lab["emb"], lab["emb_val"], None if hit is None else hit.emb, None if hit is None else hit.proba,
                           float(lab["val_accuracy"]), str(lab["arch"]), True, lab["proba_val"], hit)
-    model = fit_embedder(task.kind, task.data, task.n_classes, config, progress=progress)
+    model = fit_embedder(task.kind, task.data, task.n_classes, config, progress=progress,
+                         feature_cache=None if cache.root is None else cache.root / "backbone")
     emb, _ = model.transform(task.data.x)
     emb_val, proba_val = model.transform(task.data.x_val)
     cache.save(key_lab, {"emb": emb, "emb_val": emb_val, "proba_val": proba_val,

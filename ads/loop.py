@@ -251,7 +251,9 @@ def _train_and_pick(state, task, *, strategy, scorer, progress, workdir=None, ru
     seconds = {}
     t = time.perf_counter()
     cfg = EmbedConfig(**{**c["embed"], "seed": c["seed"] + rnd})
-    model = fit_embedder(task.kind, data, task.n_classes, cfg, progress=progress)
+    # A pretrained backbone's features depend on the images only: cached across rounds.
+    model = fit_embedder(task.kind, data, task.n_classes, cfg, progress=progress,
+                         feature_cache=None if workdir is None else Path(workdir) / ".embeddings" / "backbone")
     acc = None
     if task.test is not None:
         test_x, test_y, _ = labeled_arrays(task.test, "test store")

@@ -458,3 +458,25 @@ def test_loop_keeps_distributed_coreset_across_resume(stores, tmp_path):
     assert bad.exit_code == 2 and bad.stderr == ("ads: error: ads loop: --distributed applies to --strategy coreset "
                                                  "only. Got --strategy badge.\n")
     assert not (tmp_path / "run2" / "state.json").exists()
+
+
+def test_pretrained_embedder_on_dask_equals_in_process(stores, cluster, tmp_path, monkeypatch):
+    """The frozen EfficientNet-Lite0 (issue 14) shipped to the workers: the same pool
+    embeddings up to float rounding (oneDNN splits the backbone's reductions by thread count:
+    workers run 1 thread, the client 2), the same picks; backbone features cached by content."""
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the 'pretrained' extra is not installed")
+    monkeypatch.setenv("ADS_BLOCK_BYTES", "1")
+    s = stores[1]["i"]
+    cfg = EmbedConfig(arch="efficientnet-lite0", epochs=2, seed=0, input_size=32)
+    picks = []
+    for cache, runner in ((tmp_path / "a", None), (tmp_path / "b", cluster)):
+        sel = select(s["pool"], s["labeled"], s["val"], budget=12, scorer=make_scorer("direct"),
+                     strategy=strategies.get("coreset"), preselect=SHAPES["coreset"], embed=cfg,
+                     cache=EmbeddingCache(cache), progress=False, runner=runner)
+        picks.append(sel.ids)
+    pa, pb = (PoolEmbeddings.open(next(p for p in (tmp_path / d).iterdir() if (p / "zarr.json").exists())) for d in "ab")
+    np.testing.assert_allclose(np.asarray(pa.emb), np.asarray(pb.emb), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(pa.proba), np.asarray(pb.proba), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(*picks)
+    assert np.asarray(pa.emb).shape[1] in (1280, 320, 192, 112)
+    assert len(list((tmp_path / "b" / "backbone").glob("*.npy"))) >= 13  # the workers' blocks, one entry each
