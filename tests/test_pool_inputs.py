@@ -391,3 +391,23 @@ def test_select_on_own_embeddings_needs_no_training(tmp_path, digits):
     assert r.exit_code == 0, r.output
     picked = (tmp_path / "sel.csv").read_text().splitlines()[1:]
     assert len(picked) == 10 and all(ln.startswith("pool") for ln in picked)
+
+
+def test_exif_orientation_16_bit_grey_and_numeric_class_names(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:, :10] = 255  # left half white, as stored; orientation 6 means "turn 90 degrees clockwise to view"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(a).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    Image.fromarray(np.full((10, 20), 65535, np.uint16)).save(tmp_path / "deep.png")  # 16-bit white
+    m = _manifest(tmp_path / "m.csv", [("turned.jpg", "10"), ("deep.png", "2")], header=("path", "label"))
+    r = run(["pool", "create", tmp_path / "t.zarr", "--from-csv", m, "--size", "20x10", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    p = open_pool(tmp_path / "t.zarr")
+    assert p.classes == ["2", "10"] and list(p.y()) == [1, 0]  # integer names sorted as numbers
+    x = p.read_x().astype(int)
+    assert (x[1] == 255).all()
+    upright = x[0, :, :, 0]  # 20 high, 10 wide: the white half is now the top
+    assert upright[:8].min() > 240 and upright[12:].max() < 15
+    r = run(["pool", "create", tmp_path / "k.zarr", "--from-csv", m, "--json", "-q"])
+    assert "'deep.png' is 20x10; the first image is 10x20" in r.output  # the header scan sees the turned size
