@@ -399,14 +399,14 @@ def test_exif_orientation_16_bit_grey_and_numeric_class_names(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(a).save(tmp_path / "turned.jpg", exif=exif, quality=100)
-    Image.fromarray(np.full((10, 20), 65535, np.uint16)).save(tmp_path / "deep.png")  # 16-bit white
+    Image.fromarray(np.full((10, 20), 26214, np.uint16)).save(tmp_path / "deep.png")  # 16-bit grey, 26214 / 257 = 102
     m = _manifest(tmp_path / "m.csv", [("turned.jpg", "10"), ("deep.png", "2")], header=("path", "label"))
     r = run(["pool", "create", tmp_path / "t.zarr", "--from-csv", m, "--size", "20x10", "--json", "-q"])
     assert r.exit_code == 0, r.output
     p = open_pool(tmp_path / "t.zarr")
     assert p.classes == ["2", "10"] and list(p.y()) == [1, 0]  # integer names sorted as numbers
     x = p.read_x().astype(int)
-    assert (x[1] == 255).all()
+    assert (x[1] == 102).all()
     upright = x[0, :, :, 0]  # 20 high, 10 wide: the white half is now the top
     assert upright[:8].min() > 240 and upright[12:].max() < 15
     r = run(["pool", "create", tmp_path / "k.zarr", "--from-csv", m, "--json", "-q"])
