@@ -378,8 +378,9 @@ def pool_create(out, npz, x_key, npy, ids_file, labels_file, parquet, folder, ma
         if names is None and like is None and labels is not None and labels[0] == "ints" and (np.asarray(labels[1]) >= 0).any():
             names = [str(c) for c in range(int(np.asarray(labels[1]).max()) + 1)]
             _log(f"classes inferred from the labels: {', '.join(names)} (pass --classes to name them)", quiet)
-        import_array(out, x, ids=ids, labels=labels, classes=names, like=like, progress=not quiet, overwrite=overwrite,
-                     what=what)
+        # an npz is already in memory and written in a moment: no progress bar (as before)
+        import_array(out, x, ids=ids, labels=labels, classes=names, like=like, progress=not quiet and npz is None,
+                     overwrite=overwrite, what=what)
     info = open_pool(out, role="store").describe()
     _print_info({**info, **extra}, as_json)
 
