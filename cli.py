@@ -272,45 +272,122 @@ def pool():
     """Create and inspect pool stores (zarr v3)."""
 
 
+_IN = click.Path(path_type=Path)
+
+
 @pool.command("create")
 @click.argument("out", type=OUT_PATH)
-@click.option("--from-npz", "npz", type=click.Path(path_type=Path), help="npz with x, optional y and ids.")
-@click.option("--from-folder", "folder", type=click.Path(path_type=Path), help="Image folder: one sub-folder per class, or flat (unlabeled).")
-@click.option("--classes", default=None, help="Comma-separated class names (default: the sub-folder names, or 0..max(y)).")
+@click.option("--from-npz", "npz", type=_IN, help="npz with x (or --x-key), optional y and ids (read whole).")
+@click.option("--x-key", default="x", show_default=True, help="--from-npz: the key holding the vectors or images.")
+@click.option("--from-npy", "npy", type=_IN, help="A .npy array: float (N, D) vectors, or uint8 images (memory-mapped, "
+              "written chunk by chunk).")
+@click.option("--ids", "ids_file", type=_IN, help="--from-npy: ids, a .npy of strings/integers or a text file, one a line.")
+@click.option("--labels", "labels_file", type=_IN, help="--from-npy: labels, a .npy of integers (-1 = unlabeled) or class "
+              "names, or a text file of class names, one a line (empty = unlabeled).")
+@click.option("--from-parquet", "parquet", type=_IN, help="Parquet: a list column 'embedding' (or all-numeric columns), "
+              "optional 'id' and 'label' (needs pyarrow: the ads[parquet] extra).")
+@click.option("--from-folder", "folder", type=_IN, help="Image folder: one sub-folder per class, or flat (unlabeled).")
+@click.option("--from-csv", "manifest", type=_IN, help="Image manifest: columns path, optional label (a class name, "
+              "empty = unlabeled) and id; paths relative to the manifest's folder.")
+@click.option("--size", default=None, metavar="N|HxW", help="Images: bring every image to N x N or H x W (224 suits the "
+              "pretrained embedder); default: the --like store's size, else kept if all images share one.")
+@click.option("--fit", type=click.Choice(["resize", "crop", "pad"]), default="resize", show_default=True,
+              help="Images: resize (stretch), crop (scale to cover, cut the centre) or pad (scale to fit, black borders).")
+@click.option("--mode", type=click.Choice(["L", "RGB"]), default=None,
+              help="Images: grey (L) or colour (RGB); default: the --like store's, else RGB if any image is in colour, else L.")
+@click.option("--like", type=_IN, default=None, help="A store to match (e.g. the labeled store): its classes, and for "
+              "images its mode and size.")
+@click.option("--skip-bad", is_flag=True, help="Images: skip missing or unreadable files and list them in "
+              "OUT.skipped.csv (path,reason); without it the first one stops the import and nothing is written.")
+@click.option("--classes", default=None, help="Comma-separated class names (default: the sub-folder names, the --like "
+              "store's, or from the labels).")
 @overwrite_option
 @json_option
 @quiet_option
-def pool_create(out, npz, folder, classes, overwrite, as_json, quiet):
-    """Create a pool store OUT from an npz file or an image folder.
+def pool_create(out, npz, x_key, npy, ids_file, labels_file, parquet, folder, manifest, size, fit, mode, like, skip_bad,
+                classes, overwrite, as_json, quiet):
+    """Create a pool store OUT from arrays, vectors or image files.
 
     \b
-    Float arrays of 2 dims are stored as features, uint8 arrays of 3-4 dims as images.
-    An unlabeled pool (no y, or a flat folder) needs no class list: the labeled store's
-    is the task's.
+    Float arrays of 2 dims are stored as features (the vectors are the embeddings: a
+    CLIP or DINOv2 pool needs no training and no network), uint8 arrays of 3-4 dims as
+    images. Image files (JPEG, PNG, WebP, ...) of any size and mode are converted and
+    resized on the way in, streamed chunk by chunk. An unlabeled pool needs no class
+    list: the labeled store's is the task's.
     Examples:
       ads pool create feats.zarr --from-npz feats.npz
-      ads pool create photos.zarr --from-folder photos/ --overwrite
+      ads pool create pool.zarr --from-npy clip_pool.npy --ids pool_ids.txt
+      ads pool create labeled.zarr --from-npy clip_lab.npy --ids lab_ids.txt --labels lab_labels.txt
+      ads pool create pool.zarr --from-parquet pool.parquet --like labeled.zarr
+      ads pool create photos.zarr --from-folder photos/ --size 224 --mode RGB --overwrite
+      ads pool create pool.zarr --from-csv manifest.csv --like labeled.zarr --skip-bad
     """
     from ads.errors import ParameterError
-    from ads.pool import open_pool, read_folder, read_npz, write_pool
+    from ads.pool import open_pool
 
-    if (npz is None) == (folder is None):
-        raise ParameterError("ads pool create needs exactly one of --from-npz or --from-folder.")
+    sources = {"--from-npz": npz, "--from-npy": npy, "--from-parquet": parquet, "--from-folder": folder, "--from-csv": manifest}
+    given = [k for k, v in sources.items() if v is not None]
+    if len(given) != 1:
+        raise ParameterError(f"ads pool create needs exactly one of {', '.join(sources)}"
+                             + (f"; got {' and '.join(given)}." if given else "."))
+    src = given[0]
+    images = src in ("--from-folder", "--from-csv")
+
+    def only(option, value, default, allowed):
+        if value != default and src not in allowed:
+            raise ParameterError(f"{option} applies to {' and '.join(allowed)}, not {src}.")
+
+    for option, value, default in (("--size", size, None), ("--fit", fit, "resize"), ("--mode", mode, None),
+                                   ("--skip-bad", skip_bad, False)):
+        only(option, value, default, ("--from-folder", "--from-csv"))
+    only("--x-key", x_key, "x", ("--from-npz",))
+    only("--ids", ids_file, None, ("--from-npy",))
+    only("--labels", labels_file, None, ("--from-npy",))
     names = [c.strip() for c in classes.split(",")] if classes else None
-    if npz is not None:
-        data = read_npz(npz)
-        what = f"npz file {str(npz)!r}"
+    extra = {}
+    if images:
+        from ads.image_files import folder_entries, import_images, read_manifest
+
+        if manifest is not None:
+            entries, labels, ids = read_manifest(manifest)
+            folder_classes, what = None, f"manifest {str(manifest)!r}"
+        else:
+            entries, labels, folder_classes, ids = folder_entries(folder)
+            what = f"image folder {str(folder)!r}"
+        res = import_images(out, entries, ids=ids, names=labels, classes=names, folder_classes=folder_classes, size=size,
+                            fit=fit, mode=mode, like=like, skip_bad=skip_bad, progress=not quiet, overwrite=overwrite,
+                            what=what)
+        if skip_bad:
+            extra = {"skipped": res["skipped"], "skipped_report": res["report"]}
+    elif src == "--from-parquet":
+        from ads.vectors import import_parquet
+
+        import_parquet(out, parquet, classes=names, like=like, progress=not quiet, overwrite=overwrite)
     else:
-        data = read_folder(folder)
-        what = f"image folder {str(folder)!r}"
-        if names is not None and data.get("classes") and names != data["classes"]:
-            raise ParameterError(f"--classes {names} differ from the sub-folders of {str(folder)!r}: {data['classes']}.")
-        names = names or data.get("classes") or None
-    if names is None and data.get("y") is not None and (np.asarray(data["y"]) >= 0).any():
-        names = [str(c) for c in range(int(np.asarray(data["y"]).max()) + 1)]
-        _log(f"classes inferred from the labels: {', '.join(names)} (pass --classes to name them)", quiet)
-    write_pool(out, data["x"], ids=data.get("ids"), y=data.get("y"), classes=names or [], overwrite=overwrite, what=what)
-    _print_info(open_pool(out, role="store").describe(), as_json)
+        from ads.vectors import import_array, read_ids, read_labels, read_npy
+
+        if npz is not None:
+            from ads.pool import read_npz
+
+            data = read_npz(npz, x_key)
+            x, what = data["x"], f"npz file {str(npz)!r}"
+            ids = data.get("ids")
+            labels = ("ints", data["y"]) if "y" in data else None
+            if labels is not None and data["y"].dtype.kind in "US":
+                labels = ("names", [str(v).strip() for v in data["y"]])
+        else:
+            x, what = read_npy(npy), f"npy file {str(npy)!r}"
+            n = int(x.shape[0]) if x.ndim else 0
+            ids = read_ids(ids_file, n) if ids_file is not None else None
+            labels = read_labels(labels_file, n) if labels_file is not None else None
+        if names is None and like is None and labels is not None and labels[0] == "ints" and (np.asarray(labels[1]) >= 0).any():
+            names = [str(c) for c in range(int(np.asarray(labels[1]).max()) + 1)]
+            _log(f"classes inferred from the labels: {', '.join(names)} (pass --classes to name them)", quiet)
+        # an npz is already in memory and written in a moment: no progress bar (as before)
+        import_array(out, x, ids=ids, labels=labels, classes=names, like=like, progress=not quiet and npz is None,
+                     overwrite=overwrite, what=what)
+    info = open_pool(out, role="store").describe()
+    _print_info({**info, **extra}, as_json)
 
 
 def _print_info(info, as_json):
@@ -334,6 +411,8 @@ def _print_info(info, as_json):
         for e in cached:
             click.echo(f"           {e['path']}  {e['arch']}, {e['dim']}-d, {e['classes']} classes"
                        + ("" if e["current"] else "  (stale: the store changed since)"))
+    if "skipped" in info:
+        click.echo(f"skipped    {info['skipped']} unreadable files" + (f", listed in {info['skipped_report']}" if info["skipped"] else ""))
     if info.get("checksums") is False:
         click.echo("checksums  none: written before ads stored a crc32c checksum per chunk, so damaged chunk bytes "
                    "may go unnoticed (write the store again to add them)")

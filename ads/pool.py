@@ -493,13 +493,17 @@ def _validate(pool: Pool, group, where: str) -> None:
 
 def infer_kind(x: np.ndarray, what: str) -> str:
     """'features' for 2-D float arrays, 'images' for 3-4-D uint8 arrays."""
-    if x.ndim == 2 and np.issubdtype(x.dtype, np.floating):
+    return _kind_of(x.ndim, x.dtype, x.shape, what)
+
+
+def _kind_of(ndim: int, dtype, shape, what: str) -> str:
+    if ndim == 2 and np.issubdtype(dtype, np.floating):
         return "features"
-    if x.ndim in (3, 4) and x.dtype == np.uint8:
+    if ndim in (3, 4) and dtype == np.uint8:
         return "images"
     raise DataError(
         f"{what}: 'x' must be float of 2 dims (features) or uint8 of 3-4 dims (images). "
-        f"Got {x.dtype} of shape {x.shape}."
+        f"Got {dtype} of shape {tuple(shape)}."
     )
 
 
@@ -521,7 +525,8 @@ def write_pool(
     Parameters
     ----------
     x : ndarray
-        uint8 (N, H, W) or (N, H, W, C) images, or float (N, D) features.
+        uint8 (N, H, W) or (N, H, W, C) images, or float (N, D) features. A memory-mapped
+        array (``np.load(..., mmap_mode="r")``) is read one block of chunks at a time.
     ids : array-like of str, optional
         Unique identifiers; default "0".."N-1".
     y : array-like of int, optional
@@ -538,22 +543,50 @@ def write_pool(
     zarr store). SIGINT during the write removes the temporary store, then raises
     ``KeyboardInterrupt``; a full disk raises :class:`OutputError` naming ``path``.
     """
-    import zarr
+    x = x if isinstance(x, np.ndarray) else np.asarray(x)
+    n = int(x.shape[0]) if x.ndim else 0
+    step = max(1, _block_rows(x.shape[1:], x.dtype, n, chunk_rows))
 
+    def blocks():
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            yield np.arange(s, e), x[s:e]
+
+    return write_blocks(path, blocks(), n=n, item_shape=x.shape[1:], dtype=x.dtype, ids=ids, y=y, classes=classes,
+                        hidden=hidden, attrs=attrs, overwrite=overwrite, what=what, chunk_rows=chunk_rows)
+
+
+def _chunk_rows(item_shape, dtype, n: int, chunk_rows: int | None) -> int:
+    """Rows per chunk of ``x``: about ``_CHUNK_BYTES`` of it, or ``chunk_rows``; at most ``n``."""
+    if chunk_rows is not None:
+        return min(max(1, n), check_int(chunk_rows, "chunk_rows", "write_pool", min_value=1))
+    row_bytes = max(1, int(np.prod(item_shape)) * np.dtype(dtype).itemsize)
+    return int(max(1, min(n, _CHUNK_BYTES // row_bytes)))
+
+
+def _block_rows(item_shape, dtype, n: int, chunk_rows: int | None = None) -> int:
+    """Rows of ``x`` per zarr call (``_CHUNKS_PER_WRITE`` chunks): what a reader should
+    hand :func:`write_blocks` at a time."""
+    return _chunk_rows(item_shape, dtype, n, chunk_rows) * _CHUNKS_PER_WRITE
+
+
+def check_output(path, overwrite: bool) -> None:
+    """Raise unless a store may be written at ``path`` (absent, or a zarr store and
+    ``overwrite``). Called again by :func:`write_blocks`; readers call it first so that
+    a long import fails before it starts."""
     path = Path(path)
-    what = what or f"store {str(path)!r}"
-    x = np.asarray(x)
-    kind = infer_kind(x, what)
-    if kind == "images" and x.ndim == 3:
-        x = x[..., None]
-    if min(x.shape[1:]) < 1:
-        raise DataError(f"{what}: 'x' has shape {x.shape}; every item needs at least one value.")
-    if kind == "features":
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            raise DataError(f"{what}: 'x' has NaN or inf at row {int(np.argmin(finite))}.")
-    n = x.shape[0]
+    if os.path.lexists(path):
+        if not overwrite:
+            raise StoreError(f"store {str(path)!r} already exists; choose another path or pass --overwrite.")
+        check_target(path, "dir", "store")
+        if not (path.is_dir() and not path.is_symlink() and (path / "zarr.json").is_file()):
+            raise OutputError(f"cannot write store {str(path)!r}: it exists and is not a zarr store; --overwrite "
+                              f"replaces only a store (choose another path).")
+
+
+def _check_meta(n: int, ids, y, classes, hidden, what: str):
+    """``(ids, y, classes, hidden)`` for ``n`` rows, validated: unique string ids, integer
+    labels >= -1, class names unique and covering every label."""
     if n == 0:
         raise DataError(f"{what}: 'x' is empty.")
     ids = np.arange(n).astype(str) if ids is None else np.asarray(ids).astype(str)
@@ -569,48 +602,145 @@ def write_pool(
     if "y" in hidden:
         hidden["y"] = _as_int_labels(hidden["y"], "hidden y", n, what)
         label_src = hidden["y"] if label_src is None else np.concatenate([label_src, hidden["y"]])
+    for name, a in list(hidden.items()):
+        a = np.asarray(a)
+        if a.shape != (n,):
+            raise DataError(f"{what}: hidden array {name!r} has shape {a.shape}; 'x' has {n} rows.")
+        hidden[name] = a if name == "y" else a.astype(str)
     if classes is None:
         top = int(label_src.max()) if label_src is not None and label_src.size else -1
         classes = [str(c) for c in range(top + 1)]
     classes = [str(c) for c in classes]
     if label_src is not None and label_src.size and label_src.max() >= len(classes):
         raise DataError(f"{what}: label {int(label_src.max())} but only {len(classes)} classes.")
-
     if len(set(classes)) != len(classes):
         dup = sorted({c for c in classes if classes.count(c) > 1})
         raise DataError(f"{what}: class names must be unique. Got {dup[0]!r} more than once.")
-    if os.path.lexists(path):
-        if not overwrite:
-            raise StoreError(f"store {str(path)!r} already exists; choose another path or pass --overwrite.")
-        check_target(path, "dir", "store")
-        if not (path.is_dir() and not path.is_symlink() and (path / "zarr.json").is_file()):
-            raise OutputError(f"cannot write store {str(path)!r}: it exists and is not a zarr store; --overwrite "
-                              f"replaces only a store (choose another path).")
-    row_bytes = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
-    rows = int(max(1, min(n, _CHUNK_BYTES // row_bytes)))
-    if chunk_rows is not None:
-        rows = min(n, check_int(chunk_rows, "chunk_rows", "write_pool", min_value=1))
+    return ids, y, classes, hidden
+
+
+def write_blocks(
+    path,
+    blocks,
+    *,
+    n: int,
+    item_shape,
+    dtype,
+    ids=None,
+    y=None,
+    classes=None,
+    hidden: dict | None = None,
+    attrs: dict | None = None,
+    overwrite: bool = False,
+    what: str | None = None,
+    chunk_rows: int | None = None,
+) -> Path:
+    """Write a pool store from ``blocks`` of rows, streamed: the one writer of ``ads``.
+
+    :func:`write_pool` hands it an array's blocks; the readers of image files, ``.npy``
+    and parquet hand it theirs, so a store is never held whole in memory (one block of
+    ``_CHUNKS_PER_WRITE`` chunks of ``x`` is).
+
+    Parameters
+    ----------
+    blocks : iterable of (rows, x_block)
+        ``rows`` (int array, increasing) are the rows of the planned ``n`` that
+        ``x_block`` (``len(rows)`` items of ``item_shape``) holds. Rows never handed
+        over (files skipped as unreadable) are left out of the store, with their ids,
+        labels and hidden values. An error raised by the iterable removes the
+        temporary store: nothing is written.
+    n, item_shape, dtype
+        The planned rows and one item's shape and dtype: float (D,) features or uint8
+        (H, W) / (H, W, C) images.
+    ids, y, classes, hidden, attrs, overwrite, what, chunk_rows
+        As in :func:`write_pool`, for the ``n`` planned rows.
+    """
+    import zarr
+
+    path = Path(path)
+    what = what or f"store {str(path)!r}"
+    item_shape = tuple(int(d) for d in item_shape)
+    dtype = np.dtype(dtype)
+    kind = _kind_of(len(item_shape) + 1, dtype, (n, *item_shape), what)
+    if kind == "images" and len(item_shape) == 2:
+        item_shape = (*item_shape, 1)
+    if kind == "features":
+        dtype = np.dtype(np.float32)
+    if min(item_shape) < 1:
+        raise DataError(f"{what}: 'x' has shape {(n, *item_shape)}; every item needs at least one value.")
+    ids_given = ids is not None
+    ids, y, classes, hidden = _check_meta(n, ids, y, classes, hidden, what)
+    check_output(path, overwrite)
+    rows = _chunk_rows(item_shape, dtype, n, chunk_rows)
+    step = rows * _CHUNKS_PER_WRITE
+
+    def as_block(src, block):
+        block = np.asarray(block)
+        if block.shape[1:] != item_shape:
+            block = block.reshape(len(block), *item_shape)  # (H, W) images get their channel
+        if kind == "features":
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                i = int(np.argmin(finite))
+                name = f" (id {str(ids[src[i]])!r})" if ids_given else ""
+                raise DataError(f"{what}: 'x' has NaN or inf at row {int(src[i])}{name}.")
+        return block
+
     # SIGINT is honoured between zarr calls (inside: the temporary store is removed) and
     # never during the final rename (after it: the store is whole).
     with deferred_interrupt() as interrupt, atomic_dir(path, what="store") as tmp:
         try:
             group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
             group.attrs.update({"ads_schema": SCHEMA_VERSION, "kind": kind, "classes": classes, **(attrs or {})})
-            arr = _create(group, "x", x.shape, x.dtype, (rows, *x.shape[1:]))
-            step = rows * _CHUNKS_PER_WRITE
-            for s in range(0, n, step):  # a few chunks per call: an interrupt lands between calls
-                arr[s : s + step] = x[s : s + step]
+            arr = _create(group, "x", (n, *item_shape), dtype, (rows, *item_shape))
+            kept, done = [], 0
+            buf, fill = None, 0  # rows gathered until a whole zarr call's worth (chunk-aligned writes)
+
+            def flush(a):
+                nonlocal done
+                arr[done : done + len(a)] = a
+                done += len(a)
                 interrupt.check()
+
+            for src, block in blocks:
+                src = np.asarray(src, dtype=np.int64)
+                block = as_block(src, block)
+                if len(src) != len(block):
+                    raise DataError(f"{what}: a block of {len(block)} rows came with {len(src)} row numbers.")
+                if done + fill + len(block) > n:
+                    raise DataError(f"{what}: more than the {n} planned rows were handed over.")
+                kept.append(src)
+                pos = 0
+                while pos < len(block):
+                    if fill == 0 and len(block) - pos >= step:  # a whole call's worth: written as it is
+                        flush(block[pos : pos + step])
+                        pos += step
+                        continue
+                    if buf is None:
+                        buf = np.empty((step, *item_shape), dtype)
+                    take = min(step - fill, len(block) - pos)
+                    buf[fill : fill + take] = block[pos : pos + take]
+                    fill, pos = fill + take, pos + take
+                    if fill == step:
+                        flush(buf)
+                        fill = 0
+            if fill:
+                flush(buf[:fill])
+            if done == 0:
+                raise DataError(f"{what}: no rows to write (every item was skipped).")
+            if done < n:  # skipped items: the store holds the rows handed over, in order
+                keep = np.concatenate(kept)
+                arr.resize((done, *item_shape))
+                ids, y = ids[keep], (None if y is None else y[keep])
+                hidden = {k: v[keep] for k, v in hidden.items()}
             _write_1d(group, "ids", ids, rows)
             if y is not None:
                 _write_1d(group, "y", y, rows)
             if hidden:
                 hg = group.create_group("hidden")
                 for name, a in hidden.items():
-                    a = np.asarray(a)
-                    if a.shape != (n,):
-                        raise DataError(f"{what}: hidden array {name!r} has shape {a.shape}; 'x' has {n} rows.")
-                    _write_1d(hg, name, a if name == "y" else a.astype(str), rows)
+                    _write_1d(hg, name, a, rows)
         except BaseException:
             settle_io()  # no zarr task may still write into the temporary directory
             raise
@@ -677,8 +807,10 @@ def _as_int_labels(y, name, n, what):
     return y
 
 
-def read_npz(path) -> dict:
-    """Read an npz with key ``x`` and optional ``y``, ``ids`` for ``ads pool create``."""
+def read_npz(path, x_key: str = "x") -> dict:
+    """Read an npz with key ``x`` (or ``x_key``) and optional ``y``, ``ids`` for ``ads pool
+    create``. The arrays are read whole (an npz cannot be memory-mapped: use ``.npy``
+    through :func:`ads.vectors.read_npy` for arrays larger than memory)."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"npz file {str(path)!r} does not exist.")
@@ -687,58 +819,13 @@ def read_npz(path) -> dict:
             data = {k: f[k] for k in f.files}
     except Exception as e:
         raise StoreError(f"npz file {str(path)!r} cannot be read ({type(e).__name__}: {e}).") from None
-    if "x" not in data:
-        raise DataError(f"npz file {str(path)!r} has no key 'x' (keys: {sorted(data)}).")
-    unknown = set(data) - {"x", "y", "ids"}
+    if x_key not in data:
+        raise DataError(f"npz file {str(path)!r} has no key {x_key!r} (keys: {sorted(data)}).")
+    unknown = set(data) - {x_key, "y", "ids"}
     if unknown:
-        raise DataError(f"npz file {str(path)!r} has unknown keys {sorted(unknown)}; expected x, y, ids.")
+        raise DataError(f"npz file {str(path)!r} has unknown keys {sorted(unknown)}; expected {x_key}, y, ids.")
+    data["x"] = data.pop(x_key)
     return data
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def read_folder(root) -> dict:
-    """Read images from ``root``: one sub-folder per class (labeled), or flat (unlabeled).
-
-    All images must have the same size. Greyscale folders stay one channel; any colour
-    image makes the store RGB.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    root = Path(root)
-    if not root.is_dir():
-        raise StoreError(f"image folder {str(root)!r} does not exist or is not a directory.")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
-        classes = [p.name for p in subdirs]
-        files = [(f, c) for c, d in enumerate(subdirs) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
-    else:
-        classes = []
-        files = [(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise DataError(f"image folder {str(root)!r} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-    images, labels, ids = [], [], []
-    size = None
-    for f, c in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                mode = "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
-                arr = np.asarray(im.convert(mode))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"image {str(f)!r} cannot be read ({e}).") from None
-        if size is None:
-            size = arr.shape[:2]
-        elif arr.shape[:2] != size:
-            raise DataError(f"image {str(f)!r} is {arr.shape[1]}x{arr.shape[0]}; the first image is {size[1]}x{size[0]}.")
-        images.append(arr)
-        labels.append(c)
-        ids.append(str(f.relative_to(root)))
-    rgb = any(a.ndim == 3 for a in images)
-    x = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else (a if a.ndim == 3 else a[..., None]) for a in images])
-    out = {"x": x.astype(np.uint8), "ids": np.array(ids)}
-    if classes:
-        out["y"] = np.array(labels, dtype=np.int64)
-        out["classes"] = classes
-    return out
+from ads.image_files import IMAGE_SUFFIXES, read_folder  # noqa: E402, F401 (re-exported; folders are read there)
