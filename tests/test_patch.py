@@ -70,6 +70,10 @@ def test_compensation_keeps_every_class_and_delta_is_respected(small):
     assert abs(res.measured_change) <= 1e-3
     assert res.measured_change == pytest.approx(metric_value(res.theta, np.delete(X, rows, 0), np.delete(y, rows), "accuracy")
                                                 - res.metric_before, abs=1e-12)
+    # PUMA's update, term by term: theta_mod = theta + eta [sum_k phi_k - sum_j lambda_j phi_j]
+    up = np.flatnonzero(res.lambdas)
+    expected = inf.phi(head, X, y, rows).sum(axis=0) - res.lambdas[up] @ inf.phi(head, X, y, up)
+    assert np.allclose(res.theta - head.theta_, res.eta * expected.reshape(head.theta_.shape), atol=1e-10)
     tight = puma(head, X, y, rows, metric="accuracy", delta=1e-7)
     assert abs(tight.measured_change) <= 1e-7 and tight.eta < 1.0
     assert np.allclose(tight.weights[rows], 1 - tight.eta)
