@@ -22,7 +22,8 @@ Notation (sample weights w, 1 for a plain fit; F_w = sum_i w_i l_i + lam/2 ||the
 
   with the sparsifying Omega(lambda) = alpha (rho ||lambda||_1 + (1 - rho)/2 ||lambda||^2)
   (an elastic net, solved by scikit-learn's coordinate descent with ``positive=True``:
-  lambda_j >= 0 up-weights point j, few points are touched);
+  lambda_j >= 0 up-weights point j, few points are touched; the 512 points of D_up most
+  aligned with the target, psi(z_j) . sum_k psi(z_k) largest, are its candidates);
 - patch (PUMA's model update)::
 
       theta_mod = theta_org + eta [sum_k w_k phi(z_k) - sum_j lambda*_j phi(z_j)]
@@ -53,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ads import influence as inf
-from ads._validation import check_choice, check_labels, check_matrix, check_positive_float
+from ads._validation import check_choice, check_int, check_labels, check_matrix, check_positive_float
 from ads.errors import DataError, ParameterError, StoreError
 
 #: Metrics C (higher is better), smooth so that grad C exists: ``loss`` the mean
@@ -169,8 +170,8 @@ class PatchResult:
     head: inf.LogisticHead
     theta: np.ndarray
     weights: np.ndarray  # new sample weights ((1 - eta) w on the removed points, w + eta lambda on the compensating ones)
-    eta: float
-    lambdas: np.ndarray  # (n,) lambda*_j (0 outside D_up and for untouched points)
+    eta: float  # the share of the removal done (1: the marked points are out; steps > 1: sum of eta_t / T)
+    lambdas: np.ndarray  # (n,) the compensation applied, eta lambda*_j (summed over steps; 0 outside D_up)
     predicted_change: float
     measured_change: float
     metric: str
@@ -186,29 +187,41 @@ class PatchResult:
         return int(np.count_nonzero(self.lambdas))
 
 
+#: Columns of D_up kept for the elastic net: those most aligned with the target (A_j . b
+#: largest, the quantity the L1 optimality condition screens on; a strong-rule-style cut).
+SCREEN = 512
+
+
 def _solve_lambda(A, b, alpha, l1_ratio):
     """lambda* >= 0 of the elastic-net problem ||A lambda - b||^2 + Omega(lambda), A (m, n_up)."""
+    lam = np.zeros(A.shape[1])
     if not np.any(b) or A.shape[1] == 0:
-        return np.zeros(A.shape[1])
-    from sklearn.linear_model import ElasticNet
-
-    scale = np.abs(A).max() or 1.0  # coordinate descent on O(1) numbers
-    A, b = A / scale, b / scale
-    amax = max(float((A.T @ b).max()), 1e-300) / (len(b) * l1_ratio)
+        return lam
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import ElasticNet
 
+    corr = A.T @ b
+    cols = np.flatnonzero(corr > 0)
+    if cols.size == 0:
+        return lam
+    if cols.size > SCREEN:
+        cols = cols[np.argsort(-corr[cols], kind="stable")[:SCREEN]]
+    scale = np.abs(A[:, cols]).max() or 1.0  # coordinate descent on O(1) numbers
+    As, bs = A[:, cols] / scale, b / scale
+    amax = max(float((As.T @ bs).max()), 1e-300) / (len(bs) * l1_ratio)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        en = ElasticNet(alpha=alpha * amax, l1_ratio=l1_ratio, fit_intercept=False, positive=True, max_iter=10000,
-                        tol=1e-8, selection="cyclic").fit(A, b)
-    return np.asarray(en.coef_, dtype=np.float64)
+        en = ElasticNet(alpha=alpha * amax, l1_ratio=l1_ratio, fit_intercept=False, positive=True, max_iter=5000,
+                        tol=1e-8, selection="cyclic").fit(As, bs)
+    lam[cols] = en.coef_
+    return lam
 
 
 def puma(head: inf.LogisticHead, X, y, remove, *, metric: str = "accuracy", delta: float = 0.01, weights=None,
          X_eval=None, y_eval=None, groups=None, compensate: bool = True, alpha: float = 1e-3, l1_ratio: float = 0.5,
-         line_search: bool = True) -> PatchResult:
+         line_search: bool = True, steps: int = 1) -> PatchResult:
     """Remove the training points ``remove`` from a fitted head by PUMA (module docstring).
 
     Parameters
@@ -233,6 +246,11 @@ def puma(head: inf.LogisticHead, X, y, remove, *, metric: str = "accuracy", delt
         Omega's strength, as a share of the smallest alpha with lambda* = 0, and its L1 share rho.
     line_search : bool
         False: eta = 1 whatever the measured change (the delta check is still reported).
+    steps : int >= 1
+        1: PUMA's single update. T > 1: the removal in T equal shares, each a PUMA update
+        re-linearised at the current theta and weights (H, phi, psi and lambda* recomputed),
+        for large removals where one first-order step falls short of retraining; the delta
+        check applies to the cumulative change, and a stage with eta < 1 is the last.
 
     Returns
     -------
@@ -243,6 +261,7 @@ def puma(head: inf.LogisticHead, X, y, remove, *, metric: str = "accuracy", delt
     if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating)) or not (delta >= 0 and np.isfinite(delta)):
         raise ParameterError(f"The 'delta' parameter of {_OWNER} must be a number >= 0. Got {delta!r}.")
     check_positive_float(alpha, "alpha", _OWNER)
+    steps = check_int(steps, "steps", _OWNER, min_value=1)
     if not (0 < l1_ratio <= 1):
         raise ParameterError(f"The 'l1_ratio' parameter of {_OWNER} must be a number in (0, 1]. Got {l1_ratio!r}.")
     X = check_matrix(X, "X", _OWNER)
@@ -278,44 +297,63 @@ def puma(head: inf.LogisticHead, X, y, remove, *, metric: str = "accuracy", delt
 
     theta0 = head.theta_
     Xae = inf._augment(Xe)
-    v0, U = _metric_terms(theta0, Xae, ye, metric)
-    # grad C_g (p, m): group means of x~ (x) U
-    Jc = np.stack([(Xae[gi == k].T @ U[gi == k]).reshape(-1) / (gi == k).sum() for k in range(len(labels))], axis=1)
-    solve = _solver(head, X, w)
-    S = solve(Jc)  # H^{-1} grad C_g, (p, m): psi_g(z) = grad l(z) . S[:, g]
-    Psi = np.stack([inf.influence_on(head, X, y, S[:, k]) for k in range(len(labels))], axis=1)  # (n, m)
-    b = (w[mk, None] * Psi[mk]).sum(axis=0)  # sum_k w_k psi(z_k)
-    lam = np.zeros(n)
-    if compensate and mk.any():
-        up = np.flatnonzero(keep)
-        lam[up] = _solve_lambda(Psi[up].T, b, alpha, l1_ratio)
-    coef = np.where(mk, w, 0.0) - lam  # removal weights w_k and compensation -lambda_j
-    step = solve(_weighted_grad_sum(head, X, y, coef)).reshape(theta0.shape) if np.any(coef) else np.zeros_like(theta0)
-    group_pred = b - lam @ Psi
-    pred1 = float(share @ group_pred)
-    c0 = float(v0.mean())
+    c0 = float(_metric_terms(theta0, Xae, ye, metric)[0].mean())
 
-    def measured(eta):
-        return float(_metric_terms(theta0 + eta * step, Xae, ye, metric)[0].mean()) - c0
+    def measured(theta):
+        return float(_metric_terms(theta, Xae, ye, metric)[0].mean()) - c0
 
-    eta, change = 1.0, measured(1.0)
-    if line_search:
-        for _ in range(MAX_HALVINGS):
-            if abs(change) <= delta:
-                break
-            eta /= 2
-            change = measured(eta)
-        else:
-            if abs(change) > delta:
-                eta, change = 0.0, 0.0
-    theta = theta0 + eta * step
-    new_w = w - eta * coef  # eta = 1: 0 on the removed points; eta < 1 removes only that share of them
+    per_stage = np.where(mk, w, 0.0) / steps
+    cur, theta, w_cur = copy.copy(head), theta0, w.copy()
+    lam_total, group_total, pred_total, done = np.zeros(n), np.zeros(len(labels)), 0.0, 0.0
+    change = 0.0
+    for _ in range(steps if mk.any() else 0):
+        cur.theta_ = theta
+        step, lam, group_pred = _stage(cur, X, y, w_cur, mk, keep, per_stage, Xae, ye, gi, len(labels), metric, compensate,
+                                       alpha, l1_ratio)
+        eta, change_eta = 1.0, measured(theta + step)
+        if line_search:
+            for _ in range(MAX_HALVINGS):
+                if abs(change_eta) <= delta:
+                    break
+                eta /= 2
+                change_eta = measured(theta + eta * step)
+            else:
+                if abs(change_eta) > delta:
+                    break
+        theta, change = theta + eta * step, change_eta
+        w_cur = w_cur - eta * per_stage + eta * lam
+        lam_total += eta * lam
+        group_total += eta * group_pred
+        pred_total += eta * float(share @ group_pred)
+        done += eta / steps
+        if eta < 1.0:
+            break
     out = copy.copy(head)
     out.theta_ = theta
-    return PatchResult(head=out, theta=theta, weights=new_w, eta=eta, lambdas=lam, predicted_change=eta * pred1,
-                       measured_change=change, metric=metric, metric_before=c0, metric_after=c0 + change, delta=float(delta),
-                       removed=np.flatnonzero(mk), predicted_group_change=eta * group_pred,
-                       seconds=time.perf_counter() - t0)
+    return PatchResult(head=out, theta=theta, weights=w_cur, eta=done if mk.any() else 1.0, lambdas=lam_total,
+                       predicted_change=pred_total, measured_change=change, metric=metric, metric_before=c0,
+                       metric_after=c0 + change, delta=float(delta), removed=np.flatnonzero(mk),
+                       predicted_group_change=group_total, seconds=time.perf_counter() - t0)
+
+
+def _stage(head, X, y, w, mk, keep, amount, Xae, ye, gi, m, metric, compensate, alpha, l1_ratio):
+    """One PUMA step at head.theta_ with weights w: remove ``amount`` (n,) of the marked points,
+    compensate over D_up = ``keep``. Returns the parameter step (eta = 1), lambda* (n,) and the
+    predicted change of each group's C_g."""
+    _, U = _metric_terms(head.theta_, Xae, ye, metric)
+    # grad C_g (p, m): group means of x~ (x) U
+    Jc = np.stack([(Xae[gi == k].T @ U[gi == k]).reshape(-1) / (gi == k).sum() for k in range(m)], axis=1)
+    solve = _solver(head, X, w)
+    S = solve(Jc)  # H^{-1} grad C_g, (p, m): psi_g(z) = grad l(z) . S[:, g]
+    Psi = np.stack([inf.influence_on(head, X, y, S[:, k]) for k in range(m)], axis=1)  # (n, m)
+    b = (amount[mk, None] * Psi[mk]).sum(axis=0)  # sum_k w_k psi(z_k)
+    lam = np.zeros(len(y))
+    if compensate:
+        up = np.flatnonzero(keep)
+        lam[up] = _solve_lambda(Psi[up].T, b, alpha, l1_ratio)
+    coef = amount - lam  # removal weights w_k and compensation -lambda_j
+    step = solve(_weighted_grad_sum(head, X, y, coef)).reshape(head.theta_.shape)
+    return step, lam, b - lam @ Psi
 
 
 # ----------------------------------------------------------------- the model directory

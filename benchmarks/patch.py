@@ -15,8 +15,9 @@ without the points and plain influence removal, on the two experiments of the PU
 
 Methods: none (the original head), retrain (LogisticHead refitted without the points,
 from scratch; its warm-started time too), influence (theta + sum_k phi_k, no
-compensation, eta = 1) and puma (metric C = accuracy surrogate on the remaining training
-points, delta = 0.01; ece: the calibration surrogate). |dC| is the measured change of C on
+compensation, eta = 1), puma (metric C = accuracy surrogate on the remaining training
+points, delta = 0.01; ece: the calibration surrogate), both also in 8 re-linearised steps
+(``steps=8``), and, for flipped labels, puma with C on the clean validation set. |dC| is the measured change of C on
 the remaining training points. Seconds: one patch (values not included) vs one retraining.
 
 Run: python benchmarks/patch.py [--seeds 3]; writes benchmarks/results/patch.md and .json.
@@ -45,6 +46,7 @@ log = logging.getLogger("bench.patch")
 RESULTS = Path(__file__).resolve().parent / "results"
 LAM = 1.0
 DELTA = 0.01
+STEPS = 8
 
 
 def _acc(theta, X, y):
@@ -55,7 +57,7 @@ def _ece(theta, X, y):
     return expected_calibration_error(inf._proba(inf._augment(X), theta), y)
 
 
-def _methods(head, X, y, rows, C):
+def _methods(head, X, y, rows, C, val=None):
     """theta of every method, the seconds it took and the measured |dC| on the remaining points."""
     keep = np.setdiff1d(np.arange(len(y)), rows)
     out = {"none": (head.theta_, 0.0, None)}
@@ -70,7 +72,14 @@ def _methods(head, X, y, rows, C):
     r = puma(head, X, y, rows, metric="accuracy", delta=DELTA)
     out["puma"] = (r.theta, r.seconds, r)
     r = puma(head, X, y, rows, metric="ece", delta=DELTA)
-    out["puma-ece"] = (r.theta, r.seconds, r)
+    out["puma, C = ece"] = (r.theta, r.seconds, r)
+    r = puma(head, X, y, rows, metric="accuracy", compensate=False, line_search=False, steps=STEPS)
+    out[f"influence, {STEPS} steps"] = (r.theta, r.seconds, r)
+    r = puma(head, X, y, rows, metric="accuracy", delta=DELTA, steps=STEPS)
+    out[f"puma, {STEPS} steps"] = (r.theta, r.seconds, r)
+    if val is not None:
+        r = puma(head, X, y, rows, metric="accuracy", delta=DELTA, X_eval=val[0], y_eval=val[1])
+        out["puma, C on validation"] = (r.theta, r.seconds, r)
     c0 = metric_value(head.theta_, X[keep], y[keep], "accuracy")
     dC = {m: abs(metric_value(th, X[keep], y[keep], "accuracy") - c0) for m, (th, _, _) in out.items()}
     return out, warm, dC
@@ -153,7 +162,7 @@ def experiment_noise(name, seed):
     value_secs = time.perf_counter() - t
     rows = np.argsort(v, kind="stable")[: int(0.1 * len(y))]
     head = inf.LogisticHead(lam=LAM).fit(X, y, C)
-    res, warm, dC = _methods(head, X, y, rows, C)
+    res, warm, dC = _methods(head, X, y, rows, C, val=(Xv, yv))
     table = {m: {"test": _acc(th, Xt, yt), "ece": _ece(th, Xt, yt), "dC": dC[m], "seconds": secs,
                  "eta": None if r is None else r.eta, "n_compensating": None if r is None else r.n_compensating}
              for m, (th, secs, r) in res.items()}

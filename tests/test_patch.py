@@ -72,8 +72,8 @@ def test_compensation_keeps_every_class_and_delta_is_respected(small):
                                                 - res.metric_before, abs=1e-12)
     # PUMA's update, term by term: theta_mod = theta + eta [sum_k phi_k - sum_j lambda_j phi_j]
     up = np.flatnonzero(res.lambdas)
-    expected = inf.phi(head, X, y, rows).sum(axis=0) - res.lambdas[up] @ inf.phi(head, X, y, up)
-    assert np.allclose(res.theta - head.theta_, res.eta * expected.reshape(head.theta_.shape), atol=1e-10)
+    expected = res.eta * inf.phi(head, X, y, rows).sum(axis=0) - res.lambdas[up] @ inf.phi(head, X, y, up)
+    assert np.allclose(res.theta - head.theta_, expected.reshape(head.theta_.shape), atol=1e-10)
     tight = puma(head, X, y, rows, metric="accuracy", delta=1e-7)
     assert abs(tight.measured_change) <= 1e-7 and tight.eta < 1.0
     assert np.allclose(tight.weights[rows], 1 - tight.eta)
@@ -179,3 +179,12 @@ def test_cli_patch_bad_input_is_one_line_exit_2(tmp_path, model_dir, args, messa
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ads: error: ") and "ads patch" in lines[0] and message in lines[0], r.output
     assert not (tmp_path / "p").exists()
+
+
+def test_steps_approach_retraining_for_a_large_removal(small):
+    head, X, y, _, _ = small
+    rows = np.flatnonzero(y == 1)[:20]
+    keep = np.setdiff1d(np.arange(len(y)), rows)
+    exact = inf.LogisticHead(lam=1.0, tol=1e-13).fit(X[keep], y[keep], 4).theta_
+    errs = [np.linalg.norm(puma(head, X, y, rows, compensate=False, line_search=False, steps=s).theta - exact) for s in (1, 8)]
+    assert errs[1] < 0.5 * errs[0], errs
