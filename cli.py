@@ -233,6 +233,18 @@ def _check_out(out, overwrite, option="--out"):
         raise ParameterError(f"{option} {str(out)!r} already exists; pass --overwrite to replace it.")
 
 
+def _check_out_dir(out, overwrite, option="--out"):
+    """The same policy for an output directory."""
+    from ads._io import check_target
+    from ads.errors import ParameterError
+
+    if out is None:
+        return
+    check_target(out, "dir", option)
+    if Path(out).exists() and not overwrite:
+        raise ParameterError(f"{option} {str(out)!r} already exists; pass --overwrite to replace it.")
+
+
 # ---------------------------------------------------------------- the group
 class _Interrupted(Exception):
     """A KeyboardInterrupt that has unwound the command (temporary outputs removed)."""
@@ -639,6 +651,107 @@ def value(labeled, val, method, dvrl_iterations, k, method_params, out, report_p
         click.echo(f"wrote {vals.size} {method} values to {out} (mean {vals.mean():.4f}, std {vals.std():.4f})")
 
 
+# ---------------------------------------------------------------- patch
+def _read_ids(path) -> list[str]:
+    """Ids from a CSV: its 'id' column, or the first column of a file without that header."""
+    from ads.errors import ParameterError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ParameterError(f"--remove {str(path)!r}: {e.strerror or e}.") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    col = 0
+    if rows and "id" in [c.strip() for c in rows[0]]:
+        col = [c.strip() for c in rows[0]].index("id")
+        rows = rows[1:]
+    ids = [r[col].strip() for r in rows if len(r) > col]
+    if not ids:
+        raise ParameterError(f"--remove {str(path)!r} lists no ids.")
+    return ids
+
+
+def _percent(text) -> float:
+    from ads.errors import ParameterError
+
+    try:
+        p = float(str(text).strip().rstrip("%"))
+    except ValueError:
+        p = float("nan")
+    if not 0 < p < 100:
+        raise ParameterError(f"The 'remove-lowest' parameter of ads patch must be a percentage in (0, 100), like 5%. Got {text!r}.")
+    return p
+
+
+@ads.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="Model directory (`ads select --save-model`, or an earlier `ads patch --out`).")
+@click.option("--remove", "remove_csv", type=click.Path(path_type=Path), default=None,
+              help="CSV of the ids to remove (an 'id' column, or ids in the first column).")
+@click.option("--remove-lowest", default=None, metavar="P%", help="Remove the lowest-valued P%% of the labeled points.")
+@click.option("--method", default="influence", show_default=True, help="Valuer for --remove-lowest (see `ads value`).")
+@click.option("--metric", type=click.Choice(["loss", "accuracy", "ece"]), default="accuracy", show_default=True,
+              help="The metric C kept within --delta on the remaining training points (smooth versions: mean "
+                   "log-likelihood, mean true-class probability, minus the squared confidence-correctness gap).")
+@click.option("--delta", type=float, default=0.01, show_default=True, help="Largest allowed |C(patched) - C(original)|.")
+@click.option("--no-compensate", is_flag=True, help="Plain influence removal: no re-weighting of the remaining points.")
+@click.option("--out", type=OUT_PATH, required=True, help="Directory for the patched model (and report.json).")
+@seed_option
+@overwrite_option
+@json_option
+@quiet_option
+def patch(model_dir, remove_csv, remove_lowest, method, metric, delta, no_compensate, out, seed, overwrite, as_json, quiet):
+    """Remove labeled points' influence from a saved model's head without retraining (PUMA).
+
+    Removes the points (weight -1 in the influence functions of the logistic-regression
+    head) and re-weights a few remaining points so that the metric C on the remaining
+    training data moves by at most --delta. Only the head is patched: the network that
+    made the embeddings keeps what it learned from the removed points.
+
+    \b
+    Examples:
+      ads select --pool p.zarr --labeled l.zarr --val v.zarr --budget 100 --save-model run/model
+      ads patch --model run/model --remove bad_ids.csv --out run/patched
+      ads patch --model run/model --remove-lowest 5% --metric ece --delta 0.005 --out run/patched --json
+    """
+    import math
+
+    from ads._io import atomic_write_text
+    from ads.errors import ParameterError
+    from ads.patch import load_model, lowest_rows, patch_model, rows_of, save_model
+
+    if (remove_csv is None) == (remove_lowest is None):
+        raise ParameterError("ads patch needs exactly one of --remove or --remove-lowest.")
+    if not (math.isfinite(delta) and delta >= 0):
+        raise ParameterError(f"The 'delta' parameter of ads patch must be a number >= 0. Got {delta!r}.")
+    _check_out_dir(out, overwrite)
+    percent = None if remove_lowest is None else _percent(remove_lowest)
+    ids = None if remove_csv is None else _read_ids(remove_csv)
+    model = load_model(model_dir)
+    if ids is not None:
+        rows = rows_of(model, ids)
+    else:
+        from ads.valuers import make_valuer
+        from ads.valuers.stores import accepts
+
+        params = {"lam": model.lam} if method == "influence" else {}
+        if accepts(method, "progress"):
+            params["progress"] = not quiet
+        rows = lowest_rows(model, percent, valuer=make_valuer(method, **params), seed=seed)
+    patched, report, details = patch_model(model, rows, metric=metric, delta=delta, compensate=not no_compensate)
+    save_model(out, patched)
+    atomic_write_text(Path(out) / "report.json", json.dumps({**report, **details}, indent=1))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"removed {details['n_removed']} points (eta {details['eta']:g}, {details['n_compensating']} re-weighted); "
+               f"{metric} change predicted {report['predicted_change']:+.5f}, measured {report['measured_change']:+.5f} "
+               f"(delta {delta:g})")
+    click.echo(f"accuracy on the removed points {report['removed_accuracy_before']:.4f} -> {report['removed_accuracy_after']:.4f}; "
+               f"validation {report['val_accuracy_before']:.4f} -> {report['val_accuracy_after']:.4f}; "
+               f"{report['seconds']:.2f} s; wrote {out}")
+
+
 # ---------------------------------------------------------------- select
 @contextlib.contextmanager
 def _runner(scheduler, quiet):
@@ -671,7 +784,7 @@ distributed_option = click.option(
 
 
 def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, scorer_params, seed, embed, cache, quiet,
-                scheduler=None, distributed=False):
+                scheduler=None, distributed=False, save_model=None):
     from ads.select import select as run_select
 
     strategy_params = _distributed_params(strategy, distributed)
@@ -679,7 +792,8 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
     strategy_obj = build_strategy(strategy, **strategy_params)
     with _runner(scheduler, quiet) as runner:
         return run_select(pool_path, labeled, val, budget=budget, preselect=preselect, seed=seed, scorer=scorer_obj,
-                          strategy=strategy_obj, embed=embed, cache=cache, progress=not quiet, runner=runner)
+                          strategy=strategy_obj, embed=embed, cache=cache, progress=not quiet, runner=runner,
+                          save_model=save_model)
 
 
 @ads.command()
@@ -692,6 +806,9 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @scorer_options
 @seed_option
 @click.option("--out", type=OUT_PATH, default=None, help="CSV to write: id,score in pick order.")
+@click.option("--save-model", "save_model", type=OUT_PATH, default=None,
+              help="Also write a model directory: a logistic-regression head fitted on the labeled embeddings, with "
+                   "those embeddings, labels and ids (what `ads patch --model` patches).")
 @embed_options
 @scheduler_option
 @distributed_option
@@ -700,8 +817,8 @@ def _run_select(pool_path, labeled, val, budget, preselect, strategy, scorer, sc
 @quiet_option
 def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentile, max_candidates, near_rejected, strategy,
            scorer,
-           aggregate, top_m, dvrl_iterations, k, seed, out, arch, epochs, device, input_size, cache_dir, no_cache, scheduler, distributed,
-           overwrite, as_json, quiet):
+           aggregate, top_m, dvrl_iterations, k, seed, out, save_model, arch, epochs, device, input_size, cache_dir,
+           no_cache, scheduler, distributed, overwrite, as_json, quiet):
     """Pick BUDGET pool points worth labeling.
 
     Values the labeled set (exact KNN-Shapley), scores the pool with per-class value
@@ -716,10 +833,14 @@ def select(pool_path, labeled, val, budget, fraction, preselect_shape, percentil
       ads select --pool big.zarr --labeled l.zarr --budget 20000 --fraction 0.2 --distributed --scheduler tcp://head:8786
     """
     _check_out(out, overwrite)
+    _check_out_dir(save_model, overwrite, "--save-model")
     pre = _preselect(preselect_shape, fraction, percentile, max_candidates, "ads select")
     sel = _run_select(pool_path, labeled, val, budget, pre, strategy, scorer,
                       _scorer_params(scorer, k, top_m, aggregate, dvrl_iterations), seed,
-                      _embed_config(arch, epochs, device, seed, input_size), _cache(cache_dir, no_cache), quiet, scheduler, distributed)
+                      _embed_config(arch, epochs, device, seed, input_size), _cache(cache_dir, no_cache), quiet, scheduler,
+                      distributed, save_model)
+    if save_model is not None:
+        _log(f"wrote the model (logistic head on the labeled embeddings) to {save_model}", quiet)
     text = _csv(["id", "score"], ((i, f"{s:.10g}") for i, s in zip(sel.ids, sel.scores)))
     if out is not None:
         from ads._io import atomic_write_text

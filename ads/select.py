@@ -291,7 +291,7 @@ def rank_and_pick(em: Embeddings, data: LabeledData, n_classes: int, *, budget: 
 def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: float = 1.0,
            preselect: Preselect | None = None, seed: int = 0, embed: EmbedConfig | None = None,
            cache: EmbeddingCache | None = None, progress: bool = True, owner: str = "ads select",
-           runner=None) -> Selection:
+           runner=None, save_model=None) -> Selection:
     """Pick ``budget`` pool points: embed, score with ``scorer``, keep the top ``fraction``
     and let ``strategy`` pick.
 
@@ -315,6 +315,9 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
     runner : optional
         Where the pool's blocks are embedded and scored: :class:`ads.stages.InProcess`
         (default) or a :class:`ads.distributed.DaskRunner` (same picks).
+    save_model : path, optional
+        Also write a logistic-regression head fitted on the labeled embeddings, with those
+        embeddings (:func:`ads.patch.save_model`), for ``ads patch``.
     """
     seconds = {}
     t0 = time.perf_counter()
@@ -328,6 +331,13 @@ def select(pool, labeled, val=None, *, budget: int, scorer, strategy, fraction: 
     t = time.perf_counter()
     em = embed_stores(task, pool, embed or EmbedConfig(seed=seed), cache=cache, progress=progress, runner=runner)
     seconds["embed"] = time.perf_counter() - t
+    if save_model is not None:
+        from ads.patch import HeadModel
+        from ads.patch import save_model as write_model
+
+        write_model(save_model, HeadModel.fit(em.emb, task.data.y, task.data.ids, em.emb_val, task.data.y_val, task.classes,
+                                              meta={"arch": em.arch, "labeled": str(task.labeled.path),
+                                                    "validation": task.data.val_source}))
 
     # Held-out validation points are labeled too: the strategy sees them as covered.
     labeled_emb = np.concatenate([em.emb, em.emb_val]) if task.val is None else em.emb
