@@ -11,6 +11,14 @@ between the two on one machine), and K-Medians' seeding turns such a difference 
 other picks. So that case runs in a subprocess with the kernels pinned to the baseline
 instruction set (``PORTABLE_ENV``), recorded the same way (re-recorded 2026-12-05 when a
 new machine's AVX-512 kernels changed kmedians@0.1; every other pick was unchanged).
+That was not enough: on the CI machine (AMD EPYC, AVX2 only) kmedians@0.1 still differed
+(one pick of 40), also at the commit that recorded it, so the difference is the CPU, not the
+code. torch's dense layers run on MKL, whose kernels follow the CPU unless MKL_CBWR pins them
+(COMPATIBLE: the same SSE2 code path on every x86 CPU), and numpy's OpenBLAS likewise unless
+OPENBLAS_CORETYPE does; both are now pinned and kmedians@0.1 re-recorded under them on
+2026-12-06 (the AMD machine; every other pick unchanged). K-Medians' seeding is the one
+strategy here that turns ~1e-6 into other picks; a break of that entry alone on a new CPU
+means kernels still differ, a break of any other entry means behaviour changed.
 """
 
 from __future__ import annotations
@@ -83,6 +91,7 @@ VARIANTS = {  # digits features, coreset at fraction 0.1, other scorer settings
 # Baseline kernels for torch (ATen), oneDNN and faiss, one thread: the same float32
 # rounding on any x86-64 CPU.
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "FAISS_OPT_LEVEL": "generic",
+                "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Prescott",
                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
