@@ -241,7 +241,7 @@ def main(argv=None):
     ap.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {','.join(PARTS)}")
     ap.add_argument("--embedders", default=",".join(EMBEDDERS))
     ap.add_argument("--labels", default="500,1000,2000,5000")
-    ap.add_argument("--sizes", default="32,64,84,128,224", help="input sizes of the ablation")
+    ap.add_argument("--sizes", default="32,64,96,128,224", help="input sizes of the ablation")
     ap.add_argument("--sizes-test", type=int, default=2000, help="test images in the ablation (0: all 10,000)")
     ap.add_argument("--epochs", type=int, default=30, help="network epochs at most (ads' default 30)")
     ap.add_argument("--loop-pool", type=int, default=6000)
