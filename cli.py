@@ -671,7 +671,7 @@ def _read_ids(path) -> list[str]:
     return ids
 
 
-def _percent(text) -> float:
+def _percent(text, name: str = "remove-lowest", owner: str = "ads patch") -> float:
     from ads.errors import ParameterError
 
     try:
@@ -679,13 +679,26 @@ def _percent(text) -> float:
     except ValueError:
         p = float("nan")
     if not 0 < p < 100:
-        raise ParameterError(f"The 'remove-lowest' parameter of ads patch must be a percentage in (0, 100), like 5%. Got {text!r}.")
+        raise ParameterError(f"The '{name}' parameter of {owner} must be a percentage in (0, 100), like 5%. Got {text!r}.")
     return p
+
+
+def _model_dir(path) -> Path:
+    """A model directory, or a loop run's (RUN/model, written every round)."""
+    from ads.errors import StoreError
+
+    path = Path(path)
+    if (path / "state.json").is_file() and not (path / "head.json").is_file():
+        if not (path / "model" / "head.json").is_file():
+            raise StoreError(f"loop run {str(path)!r} has no model yet (RUN/model is written when a round has trained).")
+        return path / "model"
+    return path
 
 
 @ads.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="Model directory (`ads select --save-model`, or an earlier `ads patch --out`).")
+              help="Model directory (`ads select --save-model`, an earlier `ads patch --out`), or a loop run "
+                   "(its latest round's model, RUN/model).")
 @click.option("--remove", "remove_csv", type=click.Path(path_type=Path), default=None,
               help="CSV of the ids to remove (an 'id' column, or ids in the first column).")
 @click.option("--remove-lowest", default=None, metavar="P%", help="Remove the lowest-valued P%% of the labeled points.")
@@ -712,6 +725,7 @@ def patch(model_dir, remove_csv, remove_lowest, method, metric, delta, no_compen
     Examples:
       ads select --pool p.zarr --labeled l.zarr --val v.zarr --budget 100 --save-model run/model
       ads patch --model run/model --remove bad_ids.csv --out run/patched
+      ads patch --model runs/ads --remove-lowest 5% --out runs/ads/patched   # a loop run's latest model
       ads patch --model run/model --remove-lowest 5% --metric ece --delta 0.005 --out run/patched --json
     """
     import math
@@ -727,7 +741,7 @@ def patch(model_dir, remove_csv, remove_lowest, method, metric, delta, no_compen
     _check_out_dir(out, overwrite)
     percent = None if remove_lowest is None else _percent(remove_lowest)
     ids = None if remove_csv is None else _read_ids(remove_csv)
-    model = load_model(model_dir)
+    model = load_model(_model_dir(model_dir))
     if ids is not None:
         rows = rows_of(model, ids)
     else:
@@ -1034,12 +1048,15 @@ def _loop_summary(workdir, state, as_json):
 @network_options
 @scheduler_option
 @distributed_option
+@click.option("--patch-lowest", default=None, metavar="P%",
+              help="Each round, remove the lowest-valued P%% of the labels' influence from the model's head (PUMA, "
+                   "accuracy within 0.01) and evaluate and pick with the patched head. Off by default.")
 @lock_timeout_option
 @json_option
 @quiet_option
 def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fraction, preselect_shape, percentile,
          max_candidates, near_rejected, strategy, oracle, scorer, aggregate, top_m, dvrl_iterations, k, seed, arch, epochs, device, input_size,
-         scheduler, distributed, lock_timeout, as_json, quiet):
+         scheduler, distributed, patch_lowest, lock_timeout, as_json, quiet):
     """Run the labeling loop: train, evaluate, value, pre-select, pick, label; repeat.
 
     State is saved after every stage; after a crash or kill, `--resume` continues
@@ -1063,6 +1080,10 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                                   ("--budget", budget)) if v is None]
         if missing:
             raise ParameterError(f"a new run of ads loop needs {', '.join(missing)} (or pass --resume).")
+    if patch_lowest is not None:
+        if resume:
+            raise ParameterError("--patch-lowest is part of a run's configuration: give it when the run starts, not with --resume.")
+        patch_lowest = _percent(patch_lowest, "patch-lowest", "ads loop")
     # The run directory's lock, held for the whole command: a second ads loop/label on it
     # waits up to --lock-timeout, then fails naming this process.
     with L.Run(workdir).lock(lock_timeout, create=True, command="ads loop"):
@@ -1081,7 +1102,7 @@ def loop(workdir, resume, pool_path, labeled, val, test, rounds, budget, fractio
                                embed={"arch": arch, "epochs": epochs, "device": device, "input_size": input_size},
                                preselect={"shape": preselect_shape, "percentile": percentile, "max_candidates": max_candidates,
                                           "near_rejected": near_rejected},
-                               strategy_params=strategy_params)
+                               strategy_params=strategy_params, patch_lowest=patch_lowest)
             L.start(cfg, workdir)
         _loop_summary(workdir, resume_run(workdir, progress=not quiet, scheduler=scheduler), as_json)
 

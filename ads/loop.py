@@ -66,6 +66,7 @@ class LoopConfig:
     embed: dict = field(default_factory=dict)  # EmbedConfig fields other than the seed
     preselect: dict = field(default_factory=lambda: {"near_rejected": True})  # Preselect fields but the fraction
     strategy_params: dict = field(default_factory=dict)  # e.g. {"distributed": True} (coreset --distributed)
+    patch_lowest: float | None = None  # PUMA-patch the head to remove the lowest-valued P % of labels each round
 
     @classmethod
     def from_state(cls, c: dict) -> LoopConfig:
@@ -100,9 +101,10 @@ class LoopConfig:
 
 _CONFIG_TYPES = {"pool": str, "labeled": str, "val": (str, type(None)), "test": (str, type(None)), "rounds": int,
                  "budget": int, "strategy": str, "fraction": (int, float), "seed": int, "oracle": str, "scorer": str,
-                 "scorer_params": dict, "embed": dict, "preselect": dict, "strategy_params": dict}
+                 "scorer_params": dict, "embed": dict, "preselect": dict, "strategy_params": dict,
+                 "patch_lowest": (int, float, type(None))}
 _TYPE_WORDS = {str: "a string", (str, type(None)): "a string or null", int: "an integer", (int, float): "a number",
-               dict: "an object"}
+               dict: "an object", (int, float, type(None)): "a number or null"}
 STAGES = ("select", "label", "done")
 
 
@@ -185,6 +187,7 @@ def _start(config: LoopConfig, workdir) -> Run:
     check_choice(config.oracle, ORACLES, "oracle", _OWNER)
     check_fraction(config.fraction, "fraction", _OWNER)
     check_seed(config.seed, "seed", _OWNER)
+    check_patch_lowest(config.patch_lowest)
     EmbedConfig(**config.embed).validate()
     _preselect(asdict(config))
     from ads.score import SCORERS
@@ -206,6 +209,14 @@ def _start(config: LoopConfig, workdir) -> Run:
     logger.info("started run %s: %d rounds of %d, strategy %s, scorer %s, fraction %g", run.dir, config.rounds,
                 config.budget, config.strategy, config.scorer, config.fraction)
     return run
+
+
+def check_patch_lowest(p) -> None:
+    """``patch_lowest`` is None (off) or a percentage in (0, 100)."""
+    if p is None:
+        return
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 100:
+        raise ParameterError(f"The 'patch-lowest' parameter of {_OWNER} must be a percentage in (0, 100), like 5%. Got {p!r}.")
 
 
 def _preselect(c: dict):
@@ -254,21 +265,22 @@ def _train_and_pick(state, task, *, strategy, scorer, progress, workdir=None, ru
     # A pretrained backbone's features depend on the images only: cached across rounds.
     model = fit_embedder(task.kind, data, task.n_classes, cfg, progress=progress,
                          feature_cache=None if workdir is None else Path(workdir) / ".embeddings" / "backbone")
+    emb, _ = model.transform(data.x)
+    emb_val, proba_val = model.transform(data.x_val)
+    test = None if task.test is None else labeled_arrays(task.test, "test store")
+    model, proba_val, head_record = _round_head(model, rnd, c, data, task, emb, emb_val, proba_val, test, workdir)
     acc = None
-    if task.test is not None:
-        test_x, test_y, _ = labeled_arrays(task.test, "test store")
-        acc = float((model.predict_proba(test_x).argmax(1) == test_y).mean())
+    if test is not None:
+        acc = float((model.predict_proba(test[0]).argmax(1) == test[1]).mean())
     record = {"round": rnd, "n_labeled": int(data.y.size), "n_bought": len(state["added"]),
               "n_rejected": sum(1 for a in state["added"] if a[1] < 0), "test_accuracy": acc,
-              "val_accuracy": float(model.val_accuracy_), "seconds": seconds, "picked": []}
+              "val_accuracy": float(model.val_accuracy_), "seconds": seconds, "picked": [], **head_record}
     logger.info("round %d: %d labeled, test accuracy %s", rnd, data.y.size, acc if acc is None else round(acc, 4))
     if rnd >= c["rounds"]:
         seconds["train_embed"] = time.perf_counter() - t
         return record, []
     from ads.embed import Embeddings
 
-    emb, _ = model.transform(data.x)
-    emb_val, proba_val = model.transform(data.x_val)
     pe = embed_pool(model, pool, emb.shape[1], task.n_classes, path=None if workdir is None else Path(workdir) / ".embeddings" / "pool.zarr",
                     runner=runner, progress=progress, meta={"round": rnd})
     em = Embeddings(emb, emb_val, pe.emb, pe.proba, float(model.val_accuracy_), model.arch_, False, proba_val, pe)
@@ -289,6 +301,41 @@ def _train_and_pick(state, task, *, strategy, scorer, progress, workdir=None, ru
         tags, counts = np.unique(src[idx], return_counts=True)
         record["sources"] = {str(t): int(n) for t, n in zip(tags, counts)}
     return record, [str(i) for i in ids]
+
+
+def _round_head(model, rnd, c, data, task, emb, emb_val, proba_val, test, workdir):
+    """The round's model directory (``RUN/model``, for ``ads patch --model RUN``: a
+    logistic-regression head over the network's embeddings of the labeled set) and, with
+    ``patch_lowest``, the PUMA patch that removes the lowest-valued P % of the labels'
+    influence from that head (metric accuracy, delta 0.01; valued by influence on the
+    validation loss). Returns the model to evaluate and pick with (the network, or the
+    network with the patched head), the validation probabilities, and the record's part."""
+    from ads.patch import HeadModel, PatchedNetwork, lowest_rows, patch_model, save_model
+
+    p = c.get("patch_lowest")
+    if workdir is None and p is None:
+        return model, proba_val, {}
+    head = HeadModel.fit(emb, data.y, data.ids, emb_val, data.y_val, task.classes,
+                         meta={"arch": model.arch_, "round": rnd, "run": str(workdir), "validation": data.val_source})
+    out = {}
+    if p is not None:
+        rows = lowest_rows(head, p, seed=c["seed"] + rnd)
+        patched, report, details = patch_model(head, rows, metric="accuracy", delta=0.01)
+        net = model
+        model = PatchedNetwork(net, patched.theta, report["val_accuracy_after"])
+        proba_val = model.head_proba(emb_val)
+        out = {**report, **details, "removed": [str(i) for i in head.ids[rows]]}
+        if test is not None:
+            test_emb, test_proba = net.transform(test[0])
+            out.update(network_test_accuracy=float((test_proba.argmax(1) == test[1]).mean()),
+                       head_test_accuracy_before=float((PatchedNetwork(net, head.theta, 0).head_proba(test_emb).argmax(1)
+                                                        == test[1]).mean()))
+        head = patched
+        logger.info("round %d: patched the head to remove %d lowest-valued labels (accuracy change %+.4f)", rnd,
+                    rows.size, report["measured_change"])
+    if workdir is not None:
+        save_model(Path(workdir) / "model", head)
+    return model, proba_val, {"patch": out} if out else {}
 
 
 def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None,

@@ -485,3 +485,28 @@ def patch_model(model: HeadModel, rows, *, metric: str = "accuracy", delta: floa
     patched = HeadModel(res.theta, model.lam, model.classes, model.X, model.y, model.ids, res.weights, model.X_val,
                         model.y_val, meta)
     return patched, report, details
+
+
+# ----------------------------------------------------------------- a patched network
+class PatchedNetwork:
+    """A trained embedder (``transform(x) -> (embeddings, probabilities)``) whose class
+    probabilities come from a patched head over its embeddings: what the loop's
+    ``--patch-lowest`` evaluates and picks with. The embeddings are the network's own (its
+    backbone keeps what it learned from the removed points); only the probabilities, and so
+    the predictions, change. Pickles (for Dask workers) when the network does."""
+
+    def __init__(self, net, theta, val_accuracy: float):
+        self.net = net
+        self.theta = np.asarray(theta, dtype=np.float64)
+        self.val_accuracy_ = float(val_accuracy)
+        self.arch_ = f"{net.arch_}+patched-head"
+
+    def head_proba(self, emb) -> np.ndarray:
+        return inf._proba(inf._augment(emb), self.theta).astype(np.float32)
+
+    def transform(self, x, *args, **kw):
+        emb, _ = self.net.transform(x, *args, **kw)
+        return emb, self.head_proba(emb)
+
+    def predict_proba(self, x):
+        return self.transform(x)[1]

@@ -106,21 +106,27 @@ def test_dask_gives_identical_picks_for_every_strategy(stores, cluster, kind, tm
     assert np.unique(sc).size <= sc.size - 40
 
 
-def test_dask_loop_gives_the_same_rounds(stores, cluster, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind, patch, strategy", [("f", None, "coreset"), ("i", 10.0, "entropy")])
+def test_dask_loop_gives_the_same_rounds(stores, cluster, tmp_path, monkeypatch, kind, patch, strategy):
+    """Also with --patch-lowest on images: the network with its patched head goes to the
+    workers, and the picks (entropy: from the patched head's probabilities) are the same."""
     from ads import loop as L
 
     monkeypatch.setenv("ADS_BLOCK_BYTES", "1")
     _, all_stores = stores
-    s = all_stores["f"]
+    s = all_stores[kind]
     picks = {}
     for name, runner in (("in", None), ("dask", cluster)):
         cfg = L.LoopConfig(pool=str(s["pool"]), labeled=str(s["labeled"]), val=str(s["val"]), test=None, rounds=2, budget=10,
-                           strategy="coreset", fraction=0.5, seed=0, oracle="hidden", scorer="direct",
-                           scorer_params={"k": 10, "aggregate": "expected"}, embed={"arch": "auto", "epochs": 3, "device": "cpu"})
+                           strategy=strategy, fraction=0.5, seed=0, oracle="hidden", scorer="direct",
+                           scorer_params={"k": 10, "aggregate": "expected"}, embed={"arch": "auto", "epochs": 3, "device": "cpu"},
+                           patch_lowest=patch)
         L.start(cfg, tmp_path / name)
-        state = L.resume(tmp_path / name, strategy=strategies.get("coreset"), scorer=make_scorer("direct"),
+        state = L.resume(tmp_path / name, strategy=strategies.get(strategy), scorer=make_scorer("direct"),
                          progress=False, runner=runner)
         picks[name] = [a[0] for a in state["added"]]
+        if patch is not None:
+            assert all(r["patch"]["n_removed"] == int(np.ceil(0.1 * r["n_labeled"])) for r in L.read_rounds(tmp_path / name))
     assert len(picks["in"]) == 20 and picks["in"] == picks["dask"]
 
 

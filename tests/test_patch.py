@@ -188,3 +188,74 @@ def test_steps_approach_retraining_for_a_large_removal(small):
     exact = inf.LogisticHead(lam=1.0, tol=1e-13).fit(X[keep], y[keep], 4).theta_
     errs = [np.linalg.norm(puma(head, X, y, rows, compensate=False, line_search=False, steps=s).theta - exact) for s in (1, 8)]
     assert errs[1] < 0.5 * errs[0], errs
+
+
+# ----------------------------------------------------------------- the loop's patch
+def test_loop_patch_lowest_and_patch_a_loop_run(tmp_path, digits):
+    """--patch-lowest: every round's record lists the removed labels, the patch keeps
+    accuracy within delta, and the round is evaluated with the patched head (the test
+    accuracy recomputed from RUN/model, which is the patched head, matches the record).
+    Then `ads patch --model RUN` patches the run's latest model."""
+    from ads import loop as L
+    from ads.pool import open_pool, write_pool
+
+    _, feats, y = digits
+    perm = np.random.default_rng(1).permutation(len(y))
+    classes = [str(c) for c in range(10)]
+    parts = {"labeled": perm[:120], "val": perm[120:270], "test": perm[270:470], "pool": perm[470:1070]}
+    st = {}
+    for name, idx in parts.items():
+        kw = dict(ids=[f"d{i}" for i in idx], classes=classes)
+        if name == "pool":
+            st[name] = str(write_pool(tmp_path / "pool.zarr", feats[idx], y=np.full(idx.size, -1), hidden={"y": y[idx]}, **kw))
+        else:
+            st[name] = str(write_pool(tmp_path / f"{name}.zarr", feats[idx], y=y[idx], **kw))
+    wd = tmp_path / "run"
+    args = ["loop", "--pool", st["pool"], "--labeled", st["labeled"], "--val", st["val"], "--test", st["test"],
+            "--rounds", 2, "--budget", 10, "--fraction", 0.5, "--workdir", wd, "--patch-lowest", "10%", "-q"]
+    r = run(args, tmp_path)
+    assert r.exit_code == 0, r.output
+    recs = L.read_rounds(wd)
+    assert [rec["n_labeled"] for rec in recs] == [120, 130, 140]
+    for rec in recs:
+        p = rec["patch"]
+        assert p["n_removed"] == len(p["removed"]) == int(np.ceil(0.1 * rec["n_labeled"]))
+        assert abs(p["measured_change"]) <= 0.01 + 1e-12
+        assert {"network_test_accuracy", "head_test_accuracy_before", "val_accuracy_after"} <= set(p)
+        assert rec["val_accuracy"] == p["val_accuracy_after"]
+    # RUN/model is the final round's patched head: its weights zero the removed labels, and
+    # its test accuracy is the final record's
+    model = load_model(wd / "model")
+    last = recs[-1]["patch"]
+    assert sorted(model.ids[model.weights == 0]) == sorted(last["removed"])
+    test = open_pool(st["test"])
+    emb = test.take(np.arange(test.n)).astype(np.float32)  # a features store: the embedder is the identity
+    acc = float((inf._proba(inf._augment(emb), model.theta).argmax(1) == test.y()).mean())
+    assert acc == pytest.approx(recs[-1]["test_accuracy"], abs=1e-12)
+    # ads patch on the run directory patches RUN/model
+    r = run(["patch", "--model", wd, "--remove-lowest", "5%", "--out", tmp_path / "p2", "--json"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (load_model(tmp_path / "p2").weights == 0).sum() == len(last["removed"]) + int(np.ceil(0.05 * (140 - 14)))
+    # the configuration is kept: an old state without the field resumes as off
+    state = json.loads((wd / "state.json").read_text())
+    assert state["config"]["patch_lowest"] == 10.0
+    del state["config"]["patch_lowest"]
+    assert L.LoopConfig.from_state(state["config"]).patch_lowest is None
+
+
+@pytest.mark.parametrize("value, message", [("0%", "percentage in (0, 100)"), ("100", "percentage in (0, 100)"),
+                                            ("ten", "percentage in (0, 100)")])
+def test_loop_bad_patch_lowest_is_one_line_exit_2(tmp_path, feature_stores, value, message):
+    r = run(["loop", "--pool", feature_stores["pool"], "--labeled", feature_stores["labeled"], "--val", feature_stores["val"],
+             "--rounds", 1, "--budget", 5, "--workdir", tmp_path / "run", "--patch-lowest", value], tmp_path)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "'patch-lowest'" in lines[0] and "ads loop" in lines[0] and message in lines[0], r.output
+    assert not (tmp_path / "run" / "state.json").exists()
+
+
+def test_patch_a_run_without_a_model_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{}")
+    r = run(["patch", "--model", tmp_path / "run", "--remove-lowest", "5%", "--out", tmp_path / "p"], tmp_path)
+    assert r.exit_code == 2 and "has no model yet" in r.output and len(r.output.strip().splitlines()) == 1, r.output
