@@ -20,7 +20,14 @@ points, delta = 0.01; ece: the calibration surrogate), both also in 8 re-lineari
 (``steps=8``), and, for flipped labels, puma with C on the clean validation set. |dC| is the measured change of C on
 the remaining training points. Seconds: one patch (values not included) vs one retraining.
 
+3. ``--loop``: ``ads loop`` on a cheap MNIST pool (``ads data cheap-mnist``: mislabeled and
+   off-task items with wrong labels among the bought ones), 3 rounds, with and without
+   ``--patch-lowest P``: test accuracy per round (the patched head's with the option, the
+   network's without), and the share of the patched-out labels that were bad (mislabeled
+   or off-task) against the share among all bought labels. Writes patch_loop.md / .json.
+
 Run: python benchmarks/patch.py [--seeds 3]; writes benchmarks/results/patch.md and .json.
+     python benchmarks/patch.py --loop [--seeds 2] [--patch 5,10]
 """
 
 from __future__ import annotations
@@ -213,13 +220,109 @@ def markdown(results, seeds):
     return "\n".join(lines) + "\n"
 
 
+BAD = ("mislabeled", "off-task")
+
+
+def loop_experiment(args, seeds):
+    """ads loop with and without --patch-lowest on a cheap MNIST pool (experiment 3)."""
+    import os
+    import subprocess
+    import tempfile
+
+    from ads.datasets.cheap import coarse_source
+    from ads.pool import open_pool
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    settings = [None, *args.patch]
+    rows = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            d = tmp / "d"
+            subprocess.run([sys.executable, "-m", "cli", "data", "cheap-mnist", str(d), "--pool", str(args.loop_pool),
+                            "--test", "2000", "--seed", str(seed), "-q"], check=True, cwd=root, env=env)
+            pool = open_pool(d / "pool.zarr")
+            source = dict(zip(pool.ids(), (coarse_source(t) for t in pool.hidden("source"))))
+            for p in settings:
+                wd = tmp / f"run-{p}"
+                t = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "cli", "loop", "--workdir", str(wd), "--pool", str(d / "pool.zarr"),
+                                "--labeled", str(d / "labeled.zarr"), "--val", str(d / "val.zarr"), "--test", str(d / "test.zarr"),
+                                "--rounds", "3", "--budget", str(args.loop_budget), "--seed", str(seed), "-q",
+                                *(["--patch-lowest", f"{p}%"] if p else [])], check=True, cwd=root, env=env)
+                secs = time.perf_counter() - t
+                recs = [json.loads(x) for x in (wd / "rounds.jsonl").read_text().splitlines() if x.strip()]
+                bought = [i for r in recs for i in r["picked"]]
+                row = {"seed": seed, "patch_lowest": p, "seconds": secs, "test_accuracy": [r["test_accuracy"] for r in recs],
+                       "bad_share_bought": float(np.mean([source[i] in BAD for i in bought])) if bought else None}
+                if p:
+                    last = recs[-1]["patch"]
+                    removed_bought = [i for i in last["removed"] if i in source]
+                    row.update(network_test_accuracy=[r["patch"].get("network_test_accuracy") for r in recs],
+                               head_test_accuracy_before=[r["patch"].get("head_test_accuracy_before") for r in recs],
+                               n_removed_last=last["n_removed"], removed_bought_last=len(removed_bought),
+                               bad_share_removed_bought=float(np.mean([source[i] in BAD for i in removed_bought]))
+                               if removed_bought else None,
+                               patch_seconds=[r["patch"]["seconds"] for r in recs], eta=[r["patch"]["eta"] for r in recs])
+                rows.append(row)
+                log.info("loop seed %d, patch-lowest %s: test accuracy %s (%.0f s)", seed, p,
+                         [round(a, 4) for a in row["test_accuracy"]], secs)
+    return rows
+
+
+def loop_markdown(results) -> str:
+    rows = results["rows"]
+    lines = [f"# ads loop with --patch-lowest (benchmarks/patch.py --loop), seeds {results['seeds']}", "",
+             f"{results['machine']}; {results['date']}. `ads data cheap-mnist --pool {results['pool']} --test 2000` "
+             f"(clean labeled 1000, val 500; pool with 10 % mislabeled and 15 % off-task items labeled at random), "
+             f"`ads loop --rounds 3 --budget {results['budget']}` (default CNN, coreset, direct scorer). Test accuracy per round "
+             "(rounds 0-3, mean over seeds); with --patch-lowest it is the patched head's; 'bad' = mislabeled or off-task.", "",
+             "| --patch-lowest | test accuracy by round | final vs off | network's own head, final | unpatched logistic head, final | "
+             "bad share: removed bought labels (last round) / all bought | eta (mean) | patch s / round | run s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    base = None
+    for p in [None, *results["patch"]]:
+        rs = [r for r in rows if r["patch_lowest"] == p]
+        acc = np.mean([r["test_accuracy"] for r in rs], axis=0)
+        if p is None:
+            base = acc[-1]
+            lines.append(f"| off | {', '.join(f'{a:.4f}' for a in acc)} | 1.000 | {acc[-1]:.4f} | n/a | n/a / "
+                         f"{np.mean([r['bad_share_bought'] for r in rs]):.3f} | n/a | n/a | {np.mean([r['seconds'] for r in rs]):.0f} |")
+            continue
+        bad = [r["bad_share_removed_bought"] for r in rs if r["bad_share_removed_bought"] is not None]
+        lines.append(f"| {p} % | {', '.join(f'{a:.4f}' for a in acc)} | {acc[-1] / base:.3f} | "
+                     f"{np.mean([r['network_test_accuracy'][-1] for r in rs]):.4f} | "
+                     f"{np.mean([r['head_test_accuracy_before'][-1] for r in rs]):.4f} | "
+                     f"{np.mean(bad) if bad else float('nan'):.3f} / {np.mean([r['bad_share_bought'] for r in rs]):.3f} | "
+                     f"{np.mean([np.mean(r['eta']) for r in rs]):.3f} | {np.mean([np.mean(r['patch_seconds']) for r in rs]):.2f} | "
+                     f"{np.mean([r['seconds'] for r in rs]):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--loop", action="store_true", help="experiment 3 only: ads loop with and without --patch-lowest")
+    ap.add_argument("--patch", default="5,10", help="--loop: the --patch-lowest percentages to compare with off")
+    ap.add_argument("--loop-pool", type=int, default=6000)
+    ap.add_argument("--loop-budget", type=int, default=200)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     seeds = list(range(args.seeds))
+    if args.loop:
+        args.patch = [float(p) for p in args.patch.split(",") if p]
+        results = {"machine": f"{platform.machine()}, {platform.python_version()}, numpy {np.__version__}",
+                   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seeds": seeds,
+                   "pool": args.loop_pool, "budget": args.loop_budget, "patch": args.patch}
+        results["rows"] = loop_experiment(args, seeds)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "patch_loop.json").write_text(json.dumps(results, indent=1))
+        md = loop_markdown(results)
+        (args.out / "patch_loop.md").write_text(md)
+        print(md)
+        return
     results = {"machine": f"{platform.machine()}, {platform.python_version()}, numpy {np.__version__}",
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seeds": seeds}
     for key, fn in (("cluster", experiment_cluster), ("two-moons", lambda s: experiment_noise("two-moons", s)),
