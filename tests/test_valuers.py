@@ -186,6 +186,69 @@ def test_data_oob_is_deterministic_for_a_seed(cancer):
     assert ((a >= 0) & (a <= 1)).all()
 
 
+@pytest.mark.parametrize("learner", ["logistic", "tree"])
+def test_data_oob_is_deterministic_for_each_learner(cancer, learner):
+    X, y, Xv, yv, _ = cancer
+    a = make_valuer("data-oob", n_estimators=30, learner=learner, random_state=1, progress=False).fit(X, y, Xv, yv)
+    b = make_valuer("data-oob", n_estimators=30, learner=learner, random_state=1, progress=False).fit(X, y, Xv, yv)
+    np.testing.assert_array_equal(a.values_, b.values_)
+
+
+def test_bagged_logistic_heads_equal_scikit_learn_fits_per_bag(cancer):
+    """All bootstrap heads fitted at once = scikit-learn's LogisticRegression (C = 1 / lam) on each bag's rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y, _, _, _ = cancer
+    n = len(y)
+    W = np.stack([np.bincount(bootstrap(n, 5, b)[0], minlength=n) for b in range(12)]).astype(np.float64)
+    T, _ = bagged_logistic(X, y, 2, W, lam=0.5, tol=1e-10)
+    for b in range(len(W)):
+        inbag = bootstrap(n, 5, b)[0]
+        sk = LogisticRegression(C=2.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X[inbag], y[inbag])
+        np.testing.assert_allclose(T[b, :-1, 0], sk.coef_[0], atol=1e-6)
+        np.testing.assert_allclose(T[b, -1, 0], sk.intercept_[0], atol=1e-6)
+
+
+def test_bagged_logistic_multiclass_heads_are_the_weighted_minimisers(digits_small):
+    """Three classes (the chord-Newton path): every head's gradient of F_b vanishes, and it
+    equals a per-bag damped-Newton fit on the repeated rows."""
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y = digits_small
+    X, y = X[:150] / 16.0, y[:150]
+    n = len(y)
+    W = np.stack([np.bincount(bootstrap(n, 2, b)[0], minlength=n) for b in range(6)]).astype(np.float64)
+    T, _ = bagged_logistic(X, y, 3, W, tol=1e-10)
+    for b in range(len(W)):
+        inbag = bootstrap(n, 2, b)[0]
+        ref = inf.LogisticHead(tol=1e-12).fit(X[inbag], y[inbag], 3).theta_
+        np.testing.assert_allclose(T[b], ref, atol=1e-6)
+
+
+def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
+    """The batched values equal a plain loop: per bag, sklearn fit on the in-bag rows, OOB hits / OOB counts."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bootstrap
+
+    X, y, Xv, yv, _ = cancer
+    n = len(y)
+    v = make_valuer("data-oob", n_estimators=20, random_state=7, progress=False).fit(X, y, Xv, yv).values_
+    hits, counts = np.zeros(n), np.zeros(n)
+    for b in range(20):
+        inbag = bootstrap(n, 7, b)[0]
+        oob = np.ones(n, dtype=bool)
+        oob[inbag] = False
+        pred = LogisticRegression(tol=1e-12, max_iter=10000).fit(X[inbag], y[inbag]).predict(X)
+        counts += oob
+        hits += oob & (pred == y)
+    ref = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    ref[counts == 0] = np.nanmean(ref)
+    np.testing.assert_allclose(v, ref, atol=1e-12)
+
+
 def test_representer_theorem_holds(cancer):
     """Theta = sum_i f_i alpha_i^T at the fitted head, so logits decompose over points."""
     X, y, Xv, yv, _ = cancer
