@@ -78,7 +78,7 @@ def test_monte_carlo_converges_to_enumerated_semivalues(digits_small, method, al
     exact = enumerate_semivalue(8, knn_utility_mean(x_tr, y_tr, x_va, y_va, 3), alpha, beta)
     params = dict(k=3, truncation=0.0, max_permutations=3000, min_permutations=3000, random_state=1, progress=False)
     if method == "beta-shapley":
-        params.update(alpha=alpha, beta=beta)
+        params.update(alpha=alpha, beta=beta, weight_tol=0.0)
     v = make_valuer(method, **params).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
     assert v.n_permutations_ == 3000
     err = np.abs(v.values_ - exact)
@@ -86,14 +86,36 @@ def test_monte_carlo_converges_to_enumerated_semivalues(digits_small, method, al
     assert err.max() < 0.01
 
 
-def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer):
-    """n = 6, validation accuracy of the logistic head; same stated tolerance (4 stderr)."""
+def test_beta_shapley_weight_cutoff_estimates_the_semivalue_without_large_subsets(digits_small):
+    """weight_tol = 1e-2 on n = 8 with Beta(16, 1): positions 5..8 weigh < 1e-2 of position 1, so
+    they are skipped; the estimate is then the semivalue over subsets of at most 3 points
+    (enumerated), within 4 stderr, and dropped_weight_ is the left-out mass."""
+    from ads.valuers.montecarlo import position_weights
+
+    X, y = digits_small
+    x_tr, y_tr, x_va, y_va = X[40:48], y[40:48], X[200:230], y[200:230]
+    util = knn_utility_mean(x_tr, y_tr, x_va, y_va, 3)
+    cut = enumerate_semivalue(8, util, 16.0, 1.0, max_size=4)
+    full = enumerate_semivalue(8, util, 16.0, 1.0)
+    v = make_valuer("beta-shapley", k=3, weight_tol=1e-2, max_permutations=3000, min_permutations=3000, random_state=1,
+                    progress=False).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
+    assert v.positions_ == 4
+    np.testing.assert_allclose(v.dropped_weight_, position_weights(8, 16.0, 1.0)[4:].sum() / 8)
+    err = np.abs(v.values_ - cut)
+    assert (err <= 4 * v.stderr_ + 1e-12).all(), (err, v.stderr_)
+    assert not np.allclose(cut, full, atol=1e-6)  # the cut-off semivalue is a different target
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer, metric):
+    """n = 6, validation accuracy / log-likelihood of the logistic head; same stated tolerance (4 stderr)."""
     X, y, Xv, yv, _ = cancer
     x_tr, y_tr = X[[0, 1, 2, 3, 5, 8]], y[[0, 1, 2, 3, 5, 8]]
-    util = LogisticUtility().bind(x_tr, y_tr, Xv, yv, 2)
+    util = LogisticUtility(metric=metric).bind(x_tr, y_tr, Xv, yv, 2)
     exact = enumerate_semivalue(6, util)
+    kw = {} if metric == "loss" else {"metric": metric}  # log-likelihood is the default
     v = make_valuer("tmc-shapley", utility="logistic", truncation=0.0, min_permutations=400, max_permutations=400,
-                    random_state=0, progress=False).fit(x_tr, y_tr, Xv, yv)
+                    random_state=0, progress=False, **kw).fit(x_tr, y_tr, Xv, yv)
     assert (np.abs(v.values_ - exact) <= 4 * v.stderr_ + 1e-9).all(), (v.values_, exact, v.stderr_)
 
 
