@@ -87,23 +87,23 @@ def test_monte_carlo_converges_to_enumerated_semivalues(digits_small, method, al
 
 
 def test_beta_shapley_weight_cutoff_estimates_the_semivalue_without_large_subsets(digits_small):
-    """weight_tol = 1e-2 on n = 8 with Beta(16, 1): positions 5..8 weigh < 1e-2 of position 1, so
-    they are skipped; the estimate is then the semivalue over subsets of at most 3 points
-    (enumerated), within 4 stderr, and dropped_weight_ is the left-out mass."""
+    """weight_tol = 0.2 on n = 8 with Beta(16, 1): positions 3..8 weigh < 0.2 of position 1, so
+    they are skipped; the estimate is then the semivalue over subsets of at most 1 point
+    (enumerated), within 4 stderr, and dropped_weight_ is the left-out mass (0.08)."""
     from ads.valuers.montecarlo import position_weights
 
     X, y = digits_small
     x_tr, y_tr, x_va, y_va = X[40:48], y[40:48], X[200:230], y[200:230]
     util = knn_utility_mean(x_tr, y_tr, x_va, y_va, 3)
-    cut = enumerate_semivalue(8, util, 16.0, 1.0, max_size=4)
+    cut = enumerate_semivalue(8, util, 16.0, 1.0, max_size=2)
     full = enumerate_semivalue(8, util, 16.0, 1.0)
-    v = make_valuer("beta-shapley", k=3, weight_tol=1e-2, max_permutations=3000, min_permutations=3000, random_state=1,
+    v = make_valuer("beta-shapley", k=3, weight_tol=0.2, max_permutations=40000, min_permutations=40000, random_state=1,
                     progress=False).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
-    assert v.positions_ == 4
-    np.testing.assert_allclose(v.dropped_weight_, position_weights(8, 16.0, 1.0)[4:].sum() / 8)
+    assert v.positions_ == 2
+    np.testing.assert_allclose(v.dropped_weight_, position_weights(8, 16.0, 1.0)[2:].sum() / 8)
     err = np.abs(v.values_ - cut)
     assert (err <= 4 * v.stderr_ + 1e-12).all(), (err, v.stderr_)
-    assert not np.allclose(cut, full, atol=1e-6)  # the cut-off semivalue is a different target
+    assert (np.abs(full - cut) > 5 * v.stderr_).all()  # a different target, told apart at this precision
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "loss"])
