@@ -107,6 +107,18 @@ def test_beta_shapley_weight_cutoff_estimates_the_semivalue_without_large_subset
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_logistic_utility_scan_equals_fits_from_scratch(cancer, metric):
+    """The warm-started chord-Newton scan of the binary logistic utility gives the marginal
+    contributions of independent from-scratch fits of every prefix (Utility.scan, generic)."""
+    from ads.valuers.utility import Utility
+
+    X, y, Xv, yv, _ = cancer
+    util = LogisticUtility(metric=metric).bind(X, y, Xv, yv, 2)
+    perms = np.stack([np.random.default_rng(s).permutation(len(y))[:80] for s in range(3)])
+    np.testing.assert_allclose(util.scan(perms), Utility.scan(util, perms), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
 def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer, metric):
     """n = 6, validation accuracy / log-likelihood of the logistic head; same stated tolerance (4 stderr)."""
     X, y, Xv, yv, _ = cancer
