@@ -53,7 +53,7 @@ OURS = {
     "tmc-shapley (logistic acc.)": ("tmc-shapley", {"utility": "logistic", "metric": "accuracy"}),
     "beta-shapley 16/1 (knn)": ("beta-shapley", {}),
     "beta-shapley 16/1 (logistic)": ("beta-shapley", {"utility": "logistic"}),
-    "data-oob (trees)": ("data-oob", {}),
+    "data-oob (trees)": ("data-oob", {"learner": "tree"}),
     "data-oob (logistic)": ("data-oob", {"learner": "logistic"}),
     "influence (val loss)": ("influence", {}),
     "influence (smooth accuracy)": ("influence", {"metric": "accuracy"}),
@@ -218,8 +218,8 @@ def main(argv=None):
     ap.add_argument("--peer-permutations", type=int, default=20,
                     help="permutations of the logistic-utility Monte Carlo methods, ours and the peers'")
     ap.add_argument("--dvrl-iterations", type=int, default=2000)
-    ap.add_argument("--logistic-permutations", type=int, default=20,
-                    help="our TMC / Beta permutations on the logistic utility")
+    ap.add_argument("--logistic-permutations", type=int, default=None,
+                    help="our TMC / Beta permutations on the logistic utility (default: --peer-permutations)")
     ap.add_argument("--peer-methods", default=",".join(PEER_METHODS))
     ap.add_argument("--reuse-peers", type=Path, default=None,
                     help="an earlier valuers.json: peer rows of --reuse-methods are taken from it (same seed and data set)")
@@ -234,6 +234,8 @@ def main(argv=None):
     args.ours = [s for s in args.ours.split(",") if s]
     args.peer_methods = [s for s in args.peer_methods.split(",") if s]
     args.reuse_methods = [s for s in args.reuse_methods.split(",") if s]
+    if args.logistic_permutations is None:
+        args.logistic_permutations = args.peer_permutations
     args.reused = json.loads(args.reuse_peers.read_text()) if args.reuse_peers else None
     bad = [s for s in args.ours if s not in OURS] + [s for s in args.peer_methods if s not in PEER_METHODS]
     if bad:
