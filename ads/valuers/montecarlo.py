@@ -239,8 +239,9 @@ class BetaShapleyValuer(MonteCarloSemivalue):
     machinery and parameters as :class:`TMCShapleyValuer`, plus ``alpha``, ``beta``;
     alpha = beta = 1 is Data Shapley. Default truncation 0 and ``weight_tol`` 1e-3: the
     positions that weigh less than 1e-3 of the first are skipped instead (on UCI Adult,
-    1,000 points, 20 permutations, the same AUC as scanning all positions at a quarter of
-    the time; benchmarks/results/valuers_ablation.md).
+    1,000 points, 20 permutations, the same values as scanning all positions at a quarter
+    of the time with per-prefix Newton fits, as multi-class heads use; binary heads' chord
+    fits make late positions cheap, so there it saves little; benchmarks/results/valuers_ablation.md).
     """
 
     name = "beta-shapley"
