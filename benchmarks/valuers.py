@@ -199,7 +199,9 @@ def markdown(results, args, meta) -> str:
                 elif ours is None or "na" in ours:
                     cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s")
                 else:
-                    cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s ({p['seconds'] / max(ours['seconds'], 1e-9):.0f}×)")
+                    r = p["seconds"] / max(ours["seconds"], 1e-9)
+                    cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s ({r:.0f}×)" if r >= 10 else
+                                 f"{p['auc']:.3f}, {p['seconds']:.2f} s ({r:.1f}×)")
                 if p is not None and "na" not in p and p.get("reused"):
                     cells[-1] += " †"
             ours = agg.get(f"ours: {SAME[m]}")
