@@ -184,8 +184,8 @@ def markdown(results, args, meta) -> str:
         out.append("\n**Ours vs the peers, same method** (AUC, seconds, peer seconds / ours). Ours is our valuer's "
                    "default configuration on the peers' model, L2 logistic regression: LOO, TMC and Beta Shapley with "
                    "the validation log-likelihood utility (the peers offer only validation accuracy; ours with accuracy "
-                   "is in the ranking above), Data-OOB bagging logistic regressions (as OpenDataVal; pyDVL bags a random "
-                   "forest). † = peer row reused from an earlier run on the same data, seed and flips (see the notes).\n")
+                   "is in the ranking above); Data-OOB with learner='logistic' (not its default, trees; logistic is what "
+                   "OpenDataVal bags; pyDVL bags a random forest). † = peer row reused from an earlier run on the same data, seed and flips (see the notes).\n")
         out.append("| method | ours | pyDVL 0.10 | OpenDataVal 1.3 |")
         out.append("|---|---|---|---|")
         for m in args.peer_methods:

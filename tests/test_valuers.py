@@ -269,7 +269,7 @@ def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
 
     X, y, Xv, yv, _ = cancer
     n = len(y)
-    v = make_valuer("data-oob", n_estimators=20, random_state=7, progress=False).fit(X, y, Xv, yv).values_
+    v = make_valuer("data-oob", n_estimators=20, learner="logistic", random_state=7, progress=False).fit(X, y, Xv, yv).values_
     hits, counts = np.zeros(n), np.zeros(n)
     for b in range(20):
         inbag = bootstrap(n, 7, b)[0]

@@ -6,9 +6,9 @@ With B bootstrap samples S_b of the training set and a weak learner f_b fitted o
     T(y, y') = 1[y = y']                                  (their eq. 3, classification)
 
 i.e. how often the models that did not see point i predict its label. It needs no
-validation set (the one given is ignored). Learners: ``logistic`` (the default; the
-L2 logistic-regression head, as OpenDataVal bags the model it is given) or ``tree``
-(decision trees with sqrt(d) features per split, a random forest, the paper's choice).
+validation set (the one given is ignored). Learners: ``tree`` (the default; decision
+trees with sqrt(d) features per split, a random forest, the paper's choice) or
+``logistic`` (the L2 logistic-regression head, as OpenDataVal bags the model it is given).
 A point that is never out of bag (probability (1 - 1/n)^n per estimator, about e^-B)
 gets the mean value. Estimator b is seeded by (seed, b), so the values do not depend on
 ``n_jobs``.
@@ -129,9 +129,11 @@ class DataOOBValuer(Valuer):
     n_estimators : int, default 200
         B, the bootstrap samples (the paper uses 800 trees; 200 gives the same ranking
         on its benchmarks to within noise at a quarter of the cost).
-    learner : {"logistic", "tree"}, default "logistic"
-        The default since it detected flipped labels better than trees on UCI Adult and
-        Fashion-MNIST embeddings (benchmarks/results/valuers.md) and, batched, runs faster.
+    learner : {"tree", "logistic"}, default "tree"
+        ``logistic`` detected flipped labels better on UCI Adult (AUC 0.886 vs 0.864,
+        benchmarks/results/valuers.md) at about the trees' time there, but for many classes
+        and features (Fashion-MNIST embeddings, (d+1)(C-1) = 1,161 parameters) its heads
+        are far slower than trees, so trees stay the default.
     lam : float, default 1.0 (logistic: L2 penalty, scikit-learn's 1 / C)
     n_jobs : int, default 1
         joblib workers (threads) over estimators (trees; the batched heads use BLAS threads).
@@ -140,7 +142,7 @@ class DataOOBValuer(Valuer):
 
     name = "data-oob"
 
-    def __init__(self, n_estimators: int = 200, learner: str = "logistic", lam: float = 1.0, n_jobs: int | None = 1,
+    def __init__(self, n_estimators: int = 200, learner: str = "tree", lam: float = 1.0, n_jobs: int | None = 1,
                  random_state=None, progress: bool = True):
         self.n_estimators = n_estimators
         self.learner = learner
