@@ -133,7 +133,7 @@ class DataOOBValuer(Valuer):
         ``logistic`` detected flipped labels better on UCI Adult (AUC 0.886 vs 0.864,
         benchmarks/results/valuers.md) at about the trees' time there, but for many classes
         and features (Fashion-MNIST embeddings, (d+1)(C-1) = 1,161 parameters) its heads
-        are far slower than trees, so trees stay the default.
+        can be far slower than trees (not finished in a 240 s check), so trees stay the default.
     lam : float, default 1.0 (logistic: L2 penalty, scikit-learn's 1 / C)
     n_jobs : int, default 1
         joblib workers (threads) over estimators (trees; the batched heads use BLAS threads).
