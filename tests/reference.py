@@ -160,11 +160,12 @@ def naive_kmedians_select(X, n, seed, max_iter=20):
 # ---------------------------------------------------------------- generic semivalues (valuers)
 
 
-def enumerate_semivalue(n, utility, alpha=1.0, beta=1.0):
+def enumerate_semivalue(n, utility, alpha=1.0, beta=1.0, max_size=None):
     """Semivalues of ``utility`` (a function of a tuple of indices) by enumerating every
     subset (n <= 10): phi(i) = sum_{S not containing i} omega(|S|) (U(S + i) - U(S)) with
     Beta Shapley's omega(s) = B(s + beta, n-1-s + alpha) / B(alpha, beta) (Kwon & Zou 2022);
-    alpha = beta = 1 is the Shapley value, omega(s) = s! (n-1-s)! / n!."""
+    alpha = beta = 1 is the Shapley value, omega(s) = s! (n-1-s)! / n!. With ``max_size``
+    only subsets of fewer than ``max_size`` points count (omega = 0 from there on)."""
 
     def log_beta(a, b):
         return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
@@ -180,7 +181,7 @@ def enumerate_semivalue(n, utility, alpha=1.0, beta=1.0):
     phi = np.zeros(n)
     for i in range(n):
         others = [j for j in range(n) if j != i]
-        for size in range(n):
+        for size in range(n if max_size is None else min(n, max_size)):
             if alpha == 1.0 and beta == 1.0:
                 w = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
             else:

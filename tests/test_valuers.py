@@ -78,7 +78,7 @@ def test_monte_carlo_converges_to_enumerated_semivalues(digits_small, method, al
     exact = enumerate_semivalue(8, knn_utility_mean(x_tr, y_tr, x_va, y_va, 3), alpha, beta)
     params = dict(k=3, truncation=0.0, max_permutations=3000, min_permutations=3000, random_state=1, progress=False)
     if method == "beta-shapley":
-        params.update(alpha=alpha, beta=beta)
+        params.update(alpha=alpha, beta=beta, weight_tol=0.0)
     v = make_valuer(method, **params).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
     assert v.n_permutations_ == 3000
     err = np.abs(v.values_ - exact)
@@ -86,14 +86,48 @@ def test_monte_carlo_converges_to_enumerated_semivalues(digits_small, method, al
     assert err.max() < 0.01
 
 
-def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer):
-    """n = 6, validation accuracy of the logistic head; same stated tolerance (4 stderr)."""
+def test_beta_shapley_weight_cutoff_estimates_the_semivalue_without_large_subsets(digits_small):
+    """weight_tol = 0.2 on n = 8 with Beta(16, 1): positions 3..8 weigh < 0.2 of position 1, so
+    they are skipped; the estimate is then the semivalue over subsets of at most 1 point
+    (enumerated), within 4 stderr, and dropped_weight_ is the left-out mass (0.08)."""
+    from ads.valuers.montecarlo import position_weights
+
+    X, y = digits_small
+    x_tr, y_tr, x_va, y_va = X[40:48], y[40:48], X[200:230], y[200:230]
+    util = knn_utility_mean(x_tr, y_tr, x_va, y_va, 3)
+    cut = enumerate_semivalue(8, util, 16.0, 1.0, max_size=2)
+    full = enumerate_semivalue(8, util, 16.0, 1.0)
+    v = make_valuer("beta-shapley", k=3, weight_tol=0.2, max_permutations=40000, min_permutations=40000, random_state=1,
+                    progress=False).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
+    assert v.positions_ == 2
+    np.testing.assert_allclose(v.dropped_weight_, position_weights(8, 16.0, 1.0)[2:].sum() / 8)
+    err = np.abs(v.values_ - cut)
+    assert (err <= 4 * v.stderr_ + 1e-12).all(), (err, v.stderr_)
+    assert (np.abs(full - cut) > 5 * v.stderr_).all()  # a different target, told apart at this precision
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_logistic_utility_scan_equals_fits_from_scratch(cancer, metric):
+    """The warm-started chord-Newton scan of the binary logistic utility gives the marginal
+    contributions of independent from-scratch fits of every prefix (Utility.scan, generic)."""
+    from ads.valuers.utility import Utility
+
+    X, y, Xv, yv, _ = cancer
+    util = LogisticUtility(metric=metric).bind(X, y, Xv, yv, 2)
+    perms = np.stack([np.random.default_rng(s).permutation(len(y))[:80] for s in range(3)])
+    np.testing.assert_allclose(util.scan(perms), Utility.scan(util, perms), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer, metric):
+    """n = 6, validation accuracy / log-likelihood of the logistic head; same stated tolerance (4 stderr)."""
     X, y, Xv, yv, _ = cancer
     x_tr, y_tr = X[[0, 1, 2, 3, 5, 8]], y[[0, 1, 2, 3, 5, 8]]
-    util = LogisticUtility().bind(x_tr, y_tr, Xv, yv, 2)
+    util = LogisticUtility(metric=metric).bind(x_tr, y_tr, Xv, yv, 2)
     exact = enumerate_semivalue(6, util)
+    kw = {} if metric == "loss" else {"metric": metric}  # log-likelihood is the default
     v = make_valuer("tmc-shapley", utility="logistic", truncation=0.0, min_permutations=400, max_permutations=400,
-                    random_state=0, progress=False).fit(x_tr, y_tr, Xv, yv)
+                    random_state=0, progress=False, **kw).fit(x_tr, y_tr, Xv, yv)
     assert (np.abs(v.values_ - exact) <= 4 * v.stderr_ + 1e-9).all(), (v.values_, exact, v.stderr_)
 
 
@@ -184,6 +218,69 @@ def test_data_oob_is_deterministic_for_a_seed(cancer):
     np.testing.assert_array_equal(a, c)
     assert not np.array_equal(a, d)
     assert ((a >= 0) & (a <= 1)).all()
+
+
+@pytest.mark.parametrize("learner", ["logistic", "tree"])
+def test_data_oob_is_deterministic_for_each_learner(cancer, learner):
+    X, y, Xv, yv, _ = cancer
+    a = make_valuer("data-oob", n_estimators=30, learner=learner, random_state=1, progress=False).fit(X, y, Xv, yv)
+    b = make_valuer("data-oob", n_estimators=30, learner=learner, random_state=1, progress=False).fit(X, y, Xv, yv)
+    np.testing.assert_array_equal(a.values_, b.values_)
+
+
+def test_bagged_logistic_heads_equal_scikit_learn_fits_per_bag(cancer):
+    """All bootstrap heads fitted at once = scikit-learn's LogisticRegression (C = 1 / lam) on each bag's rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y, _, _, _ = cancer
+    n = len(y)
+    W = np.stack([np.bincount(bootstrap(n, 5, b)[0], minlength=n) for b in range(12)]).astype(np.float64)
+    T, _ = bagged_logistic(X, y, 2, W, lam=0.5, tol=1e-10)
+    for b in range(len(W)):
+        inbag = bootstrap(n, 5, b)[0]
+        sk = LogisticRegression(C=2.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X[inbag], y[inbag])
+        np.testing.assert_allclose(T[b, :-1, 0], sk.coef_[0], atol=1e-6)
+        np.testing.assert_allclose(T[b, -1, 0], sk.intercept_[0], atol=1e-6)
+
+
+def test_bagged_logistic_multiclass_heads_are_the_weighted_minimisers(digits_small):
+    """Three classes (the chord-Newton path): every head's gradient of F_b vanishes, and it
+    equals a per-bag damped-Newton fit on the repeated rows."""
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y = digits_small
+    X, y = X[:150] / 16.0, y[:150]
+    n = len(y)
+    W = np.stack([np.bincount(bootstrap(n, 2, b)[0], minlength=n) for b in range(6)]).astype(np.float64)
+    T, _ = bagged_logistic(X, y, 3, W, tol=1e-10)
+    for b in range(len(W)):
+        inbag = bootstrap(n, 2, b)[0]
+        ref = inf.LogisticHead(tol=1e-12).fit(X[inbag], y[inbag], 3).theta_
+        np.testing.assert_allclose(T[b], ref, atol=1e-6)
+
+
+def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
+    """The batched values equal a plain loop: per bag, sklearn fit on the in-bag rows, OOB hits / OOB counts."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bootstrap
+
+    X, y, Xv, yv, _ = cancer
+    n = len(y)
+    v = make_valuer("data-oob", n_estimators=20, learner="logistic", random_state=7, progress=False).fit(X, y, Xv, yv).values_
+    hits, counts = np.zeros(n), np.zeros(n)
+    for b in range(20):
+        inbag = bootstrap(n, 7, b)[0]
+        oob = np.ones(n, dtype=bool)
+        oob[inbag] = False
+        pred = LogisticRegression(tol=1e-12, max_iter=10000).fit(X[inbag], y[inbag]).predict(X)
+        counts += oob
+        hits += oob & (pred == y)
+    ref = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    ref[counts == 0] = np.nanmean(ref)
+    np.testing.assert_allclose(v, ref, atol=1e-12)
 
 
 def test_representer_theorem_holds(cancer):

@@ -24,6 +24,8 @@ from ads.errors import ParameterError
 
 #: Validation points per block when distances are ranked (block x n float64).
 RANK_BLOCK = 256
+#: Chord-Newton steps per prefix before the logistic utility forms its Hessian afresh.
+CHORD_ITER = 8
 
 
 def knn_ranks(X, X_val, *, block: int = RANK_BLOCK) -> np.ndarray:
@@ -190,20 +192,63 @@ class LogisticUtility(Utility):
         return v if v is not None else self._score(self._fit(subset))
 
     def scan(self, perms, truncation=0.0):
+        """Along each permutation the head of prefix j+1 is fitted from the head of prefix
+        j. Two classes: chord-Newton steps theta <- theta - H^{-1} grad F with a Hessian H
+        kept from an earlier prefix and updated by the new point's rank-one term
+        s x~ x~^T (s = p(1 - p) where H was last formed), one Cholesky factor per prefix;
+        H is formed afresh when a prefix needs more than ``CHORD_ITER`` steps, and a
+        prefix that still has not converged is fitted by :class:`ads.influence.LogisticHead`.
+        The fixed point is grad F = 0 either way: the same minimiser (to ``tol``)."""
         full, empty = self.full, self.empty
         out = np.zeros(perms.shape)
         for p, perm in enumerate(perms):
-            prev, theta = empty, None
+            prev, theta, H = empty, None, None
             for j in range(perms.shape[1]):
                 if truncation > 0 and abs(full - prev) < truncation * abs(full):
                     break
                 v = self._one_class(perm[: j + 1])
                 if v is None:
-                    theta = self._fit(perm[: j + 1], theta)
+                    if self.C == 2:
+                        theta, H = self._chord(perm[: j + 1], theta, H)
+                    else:
+                        theta = self._fit(perm[: j + 1], theta)
                     v = self._score(theta)
                 out[p, j] = v - prev
                 prev = v
         return out
+
+    def _chord(self, subset, theta, H):
+        """Binary head on ``subset`` from the previous prefix's (theta, H); see :meth:`scan`."""
+        import scipy.linalg as sla
+
+        from ads.influence import _augment, _hessian, _proba
+
+        Xa = _augment(self.X[subset])
+        yb = (self.y[subset] == 1).astype(np.float64)
+        pen = np.full((Xa.shape[1], 1), float(self.lam))
+        pen[-1] = 0.0
+        if theta is None:
+            theta = self._fit(subset)
+            return theta, _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
+        x = Xa[-1]
+        q = 1.0 / (1.0 + np.exp(-float(x @ theta[:, 0])))
+        H = H + q * (1 - q) * np.outer(x, x)
+        for _ in range(2):  # the kept Hessian, then one formed afresh at the previous prefix's head
+            cho = sla.cho_factor(H)
+            t, gnorm = theta[:, 0].copy(), np.inf
+            for _ in range(CHORD_ITER):
+                g = Xa.T @ (1.0 / (1.0 + np.exp(-np.clip(Xa @ t, -500, 500))) - yb) + pen[:, 0] * t
+                gn = float(np.abs(g).max())
+                if not gn < gnorm:  # not contracting: stop this attempt
+                    break
+                gnorm = gn
+                step = sla.cho_solve(cho, g)
+                t -= step
+                if np.abs(step).max() < self._head.tol:
+                    return t[:, None], H
+            H = _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
+        theta = self._fit(subset, theta)
+        return theta, _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
 
 
 UTILITIES = {"knn": KNNUtility, "logistic": LogisticUtility}
