@@ -47,6 +47,13 @@ def check_fraction(value, name: str, owner: str) -> float:
     return float(value)
 
 
+def check_percent(value, name: str, owner: str) -> float:
+    """A percentage in (0, 100)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < float(value) < 100.0):
+        raise ParameterError(f"The {name!r} parameter of {owner} must be a percentage in (0, 100), like 5%. Got {value!r}.")
+    return float(value)
+
+
 def check_positive_float(value, name: str, owner: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
         raise ParameterError(f"The {name!r} parameter of {owner} must be a number > 0. Got {value!r}.")

@@ -31,7 +31,7 @@ import numpy as np
 
 from ads._io import atomic_write_text
 from ads._lock import DEFAULT_TIMEOUT, RunLock
-from ads._validation import check_budget, check_choice, check_fraction, check_int, check_seed
+from ads._validation import check_budget, check_choice, check_fraction, check_int, check_percent, check_seed
 from ads.embed import EmbedConfig, embed_pool, fit_embedder
 from ads.errors import DataError, ParameterError, StoreError
 from ads.pool import Pool, open_pool
@@ -213,10 +213,8 @@ def _start(config: LoopConfig, workdir) -> Run:
 
 def check_patch_lowest(p) -> None:
     """``patch_lowest`` is None (off) or a percentage in (0, 100)."""
-    if p is None:
-        return
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 100:
-        raise ParameterError(f"The 'patch-lowest' parameter of {_OWNER} must be a percentage in (0, 100), like 5%. Got {p!r}.")
+    if p is not None:
+        check_percent(p, "patch-lowest", _OWNER)
 
 
 def _preselect(c: dict):
@@ -267,11 +265,12 @@ def _train_and_pick(state, task, *, strategy, scorer, progress, workdir=None, ru
                          feature_cache=None if workdir is None else Path(workdir) / ".embeddings" / "backbone")
     emb, _ = model.transform(data.x)
     emb_val, proba_val = model.transform(data.x_val)
-    test = None if task.test is None else labeled_arrays(task.test, "test store")
-    model, proba_val, head_record = _round_head(model, rnd, c, data, task, emb, emb_val, proba_val, test, workdir)
-    acc = None
-    if test is not None:
-        acc = float((model.predict_proba(test[0]).argmax(1) == test[1]).mean())
+    test = None
+    if task.test is not None:
+        test_x, test_y, _ = labeled_arrays(task.test, "test store")
+        test = (*model.transform(test_x), test_y)  # the network's embeddings and probabilities, the labels
+    model, proba_val, proba_test, head_record = _round_head(model, rnd, c, data, task, emb, emb_val, proba_val, test, workdir)
+    acc = None if test is None else float((proba_test.argmax(1) == test[2]).mean())
     record = {"round": rnd, "n_labeled": int(data.y.size), "n_bought": len(state["added"]),
               "n_rejected": sum(1 for a in state["added"] if a[1] < 0), "test_accuracy": acc,
               "val_accuracy": float(model.val_accuracy_), "seconds": seconds, "picked": [], **head_record}
@@ -308,34 +307,35 @@ def _round_head(model, rnd, c, data, task, emb, emb_val, proba_val, test, workdi
     logistic-regression head over the network's embeddings of the labeled set) and, with
     ``patch_lowest``, the PUMA patch that removes the lowest-valued P % of the labels'
     influence from that head (metric accuracy, delta 0.01; valued by influence on the
-    validation loss). Returns the model to evaluate and pick with (the network, or the
-    network with the patched head), the validation probabilities, and the record's part."""
-    from ads.patch import HeadModel, PatchedNetwork, lowest_rows, patch_model, save_model
+    validation loss). ``test`` is (embeddings, probabilities, labels) of the test store
+    from the network, or None. Returns the model to pick with (the network, or the network
+    with the patched head), its validation and test probabilities, and the record's part."""
+    from ads.patch import HeadModel, PatchedNetwork, head_proba, lowest_rows, patch_model, save_model
 
     p = c.get("patch_lowest")
+    proba_test = None if test is None else test[1]
     if workdir is None and p is None:
-        return model, proba_val, {}
+        return model, proba_val, proba_test, {}
     head = HeadModel.fit(emb, data.y, data.ids, emb_val, data.y_val, task.classes,
                          meta={"arch": model.arch_, "round": rnd, "run": str(workdir), "validation": data.val_source})
     out = {}
     if p is not None:
         rows = lowest_rows(head, p, seed=c["seed"] + rnd)
         patched, report, details = patch_model(head, rows, metric="accuracy", delta=0.01)
-        net = model
-        model = PatchedNetwork(net, patched.theta, report["val_accuracy_after"])
+        model = PatchedNetwork(model, patched.theta, report["val_accuracy_after"])
         proba_val = model.head_proba(emb_val)
         out = {**report, **details, "removed": [str(i) for i in head.ids[rows]]}
         if test is not None:
-            test_emb, test_proba = net.transform(test[0])
-            out.update(network_test_accuracy=float((test_proba.argmax(1) == test[1]).mean()),
-                       head_test_accuracy_before=float((PatchedNetwork(net, head.theta, 0).head_proba(test_emb).argmax(1)
-                                                        == test[1]).mean()))
+            test_emb, _, test_y = test
+            proba_test = model.head_proba(test_emb)
+            out.update(network_test_accuracy=float((test[1].argmax(1) == test_y).mean()),
+                       head_test_accuracy_before=float((head_proba(head.theta, test_emb).argmax(1) == test_y).mean()))
         head = patched
         logger.info("round %d: patched the head to remove %d lowest-valued labels (accuracy change %+.4f)", rnd,
                     rows.size, report["measured_change"])
     if workdir is not None:
         save_model(Path(workdir) / "model", head)
-    return model, proba_val, {"patch": out} if out else {}
+    return model, proba_val, proba_test, {"patch": out} if out else {}
 
 
 def resume(workdir, *, strategy, scorer, progress: bool = True, max_rounds=None,

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ads import influence as inf
-from ads._validation import check_choice, check_int, check_labels, check_matrix, check_positive_float
+from ads._validation import check_choice, check_int, check_labels, check_matrix, check_percent, check_positive_float
 from ads.errors import DataError, ParameterError, StoreError
 
 #: Metrics C (higher is better), smooth so that grad C exists: ``loss`` the mean
@@ -437,8 +437,7 @@ def load_model(path) -> HeadModel:
 def lowest_rows(model: HeadModel, percent: float, *, valuer=None, seed: int = 0) -> np.ndarray:
     """Rows of the lowest-valued ``percent`` % of the model's points still in it (weight > 0),
     valued by ``valuer`` (default :class:`ads.valuers.InfluenceValuer`) on its embeddings."""
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not (0 < percent < 100):
-        raise ParameterError(f"The 'remove-lowest' parameter of ads patch must be a percentage in (0, 100). Got {percent!r}.")
+    percent = check_percent(percent, "remove-lowest", "ads patch")
     from ads.valuers import InfluenceValuer
 
     active = np.flatnonzero(model.weights > 0)
@@ -488,6 +487,11 @@ def patch_model(model: HeadModel, rows, *, metric: str = "accuracy", delta: floa
 
 
 # ----------------------------------------------------------------- a patched network
+def head_proba(theta, emb) -> np.ndarray:
+    """Class probabilities (float32, (n, C)) of the head ``theta`` on embeddings ``emb``."""
+    return inf._proba(inf._augment(emb), theta).astype(np.float32)
+
+
 class PatchedNetwork:
     """A trained embedder (``transform(x) -> (embeddings, probabilities)``) whose class
     probabilities come from a patched head over its embeddings: what the loop's
@@ -502,7 +506,7 @@ class PatchedNetwork:
         self.arch_ = f"{net.arch_}+patched-head"
 
     def head_proba(self, emb) -> np.ndarray:
-        return inf._proba(inf._augment(emb), self.theta).astype(np.float32)
+        return head_proba(self.theta, emb)
 
     def transform(self, x, *args, **kw):
         emb, _ = self.net.transform(x, *args, **kw)
