@@ -74,14 +74,9 @@ def bagged_logistic(X, y, n_classes: int, weights, *, lam: float = 1.0, tol: flo
         if idx.size == 0:
             break
         Tb = T[idx]  # (b, D, K)
-        Z = Xa @ Tb.transpose(1, 0, 2).reshape(D, -1)  # (n, b K)
-        Z = Z.reshape(n, idx.size, K)
-        z = np.concatenate([np.zeros((n, idx.size, 1)), Z], axis=-1)
-        z -= z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        Q = (e / e.sum(axis=-1, keepdims=True))[..., 1:]  # (n, b, K)
-        R = W[idx].T[:, :, None] * (Q - Y1[:, None, :])  # (n, b, K)
-        G = (Xa.T @ R.reshape(n, -1)).reshape(D, idx.size, K).transpose(1, 0, 2) + pen[None] * Tb  # (b, D, K)
+        Q = _proba(Xa, Tb)[..., 1:]  # (b, n, K)
+        R = W[idx][:, :, None] * (Q - Y1[None])  # (b, n, K)
+        G = np.matmul(Xa.T, R) + pen[None] * Tb  # (b, D, K)
         g = np.sqrt((G**2).sum(axis=(1, 2)))
         grew = g > 2 * gnorm[idx]
         gnorm[idx] = g
@@ -158,10 +153,12 @@ class DataOOBValuer(Valuer):
         seed = resolve_seed(self.random_state, random_state, "DataOOBValuer")
         hits, counts = np.zeros(len(y)), np.zeros(len(y))
         if self.learner == "logistic":
+            from ads.influence import _augment
+
             check_positive_float(self.lam, "lam", "DataOOBValuer")
             self.refits_ = 0
             n = len(y)
-            Xa = np.hstack([np.asarray(X, dtype=np.float64), np.ones((n, 1))])
+            Xa = _augment(X)
             with progress_bar(B, "data-oob", self.progress, unit="est") as bar:
                 for s in range(0, B, OOB_BLOCK):
                     bs = range(s, min(s + OOB_BLOCK, B))
