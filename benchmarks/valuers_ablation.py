@@ -1,9 +1,12 @@
 """Ablation of the logistic-utility Monte Carlo valuers' settings (TMC-Shapley, Beta Shapley)
-on the DVRL use cases of benchmarks/valuers.py: detection AUC of the flipped labels, share
-found in the lowest 20 %, seconds (one thread). Picks the defaults the benchmark compares
+and of Data-OOB's learner, score and head fits, on the DVRL use cases of benchmarks/valuers.py:
+detection AUC of the flipped labels, share found in the lowest 20 %, seconds (one thread). Picks the defaults the benchmark compares
 with the peers; writes RESULTS/valuers_ablation.md.
 
     python3 benchmarks/valuers_ablation.py --datasets adult --seeds 0
+    python3 benchmarks/valuers_ablation.py --datasets adult --seeds 0,1,2 --only 15-29 --out /tmp/oob_adult.md
+    python3 benchmarks/valuers_ablation.py --datasets fashion,sms --seeds 0,1,2 --only 15,17-20,22-29 --out /tmp/oob_fs.md
+    (Data-OOB rows, RESULTS/valuers_oob_steps.md; the exact logistic heads, 16 and 21, take ~350 s a seed on Fashion)
 """
 
 from __future__ import annotations
@@ -26,22 +29,43 @@ from dvrl_data import LOADERS, flip_labels  # noqa: E402
 
 from ads.valuers import make_valuer  # noqa: E402
 
+#: the Monte Carlo rows value with the logistic-regression utility
+LOG = {"utility": "logistic"}
+#: Data-OOB: the paper's setting, and bagged logistic heads with the paper's 0/1 score
+PAPER = {"learner": "tree", "max_depth": None, "score": "accuracy", "n_estimators": 200}
+HEADS = {"learner": "logistic", "score": "accuracy", "n_estimators": 200}
 CONFIGS = [
-    ("tmc-shapley", "accuracy, 20 perm., trunc. 0.01 (old benchmark row)", dict(metric="accuracy", max_permutations=20)),
-    ("tmc-shapley", "log-lik, 20 perm., trunc. 0.01", dict(metric="loss", max_permutations=20)),
-    ("tmc-shapley", "accuracy, 100 perm., trunc. 0.01", dict(metric="accuracy", max_permutations=100)),
-    ("tmc-shapley", "log-lik, 100 perm., trunc. 0.01", dict(metric="loss", max_permutations=100)),
-    ("tmc-shapley", "log-lik, 100 perm., trunc. 0.05", dict(metric="loss", max_permutations=100, truncation=0.05)),
-    ("tmc-shapley", "log-lik, Gelman-Rubin 1.05, 100..300 perm.", dict(metric="loss", convergence="gelman-rubin",
+    ("tmc-shapley", "accuracy, 20 perm., trunc. 0.01 (old benchmark row)", dict(LOG, metric="accuracy", max_permutations=20)),
+    ("tmc-shapley", "log-lik, 20 perm., trunc. 0.01", dict(LOG, metric="loss", max_permutations=20)),
+    ("tmc-shapley", "accuracy, 100 perm., trunc. 0.01", dict(LOG, metric="accuracy", max_permutations=100)),
+    ("tmc-shapley", "log-lik, 100 perm., trunc. 0.01", dict(LOG, metric="loss", max_permutations=100)),
+    ("tmc-shapley", "log-lik, 100 perm., trunc. 0.05", dict(LOG, metric="loss", max_permutations=100, truncation=0.05)),
+    ("tmc-shapley", "log-lik, Gelman-Rubin 1.05, 100..300 perm.", dict(LOG, metric="loss", convergence="gelman-rubin",
                                                                        max_permutations=300)),
-    ("beta-shapley", "accuracy, 20 perm., all positions (old benchmark row)", dict(metric="accuracy", max_permutations=20)),
-    ("beta-shapley", "accuracy, 20 perm., weight_tol 1e-3", dict(metric="accuracy", max_permutations=20, weight_tol=1e-3)),
-    ("beta-shapley", "log-lik, 20 perm., weight_tol 1e-3", dict(metric="loss", max_permutations=20, weight_tol=1e-3)),
-    ("beta-shapley", "accuracy, 100 perm., weight_tol 1e-3", dict(metric="accuracy", max_permutations=100, weight_tol=1e-3)),
-    ("beta-shapley", "log-lik, 100 perm., weight_tol 1e-3", dict(metric="loss", max_permutations=100, weight_tol=1e-3)),
-    ("beta-shapley", "log-lik, 20 perm., weight_tol 1e-2", dict(metric="loss", max_permutations=20, weight_tol=1e-2)),
-    ("beta-shapley", "log-lik, 10 perm., weight_tol 1e-2", dict(metric="loss", max_permutations=10, weight_tol=1e-2)),
-    ("beta-shapley", "accuracy, 20 perm., weight_tol 1e-2", dict(metric="accuracy", max_permutations=20, weight_tol=1e-2)),
+    ("beta-shapley", "accuracy, 20 perm., all positions (old benchmark row)", dict(LOG, metric="accuracy", max_permutations=20)),
+    ("beta-shapley", "accuracy, 20 perm., weight_tol 1e-3", dict(LOG, metric="accuracy", max_permutations=20, weight_tol=1e-3)),
+    ("beta-shapley", "log-lik, 20 perm., weight_tol 1e-3", dict(LOG, metric="loss", max_permutations=20, weight_tol=1e-3)),
+    ("beta-shapley", "accuracy, 100 perm., weight_tol 1e-3", dict(LOG, metric="accuracy", max_permutations=100, weight_tol=1e-3)),
+    ("beta-shapley", "log-lik, 100 perm., weight_tol 1e-3", dict(LOG, metric="loss", max_permutations=100, weight_tol=1e-3)),
+    ("beta-shapley", "log-lik, 20 perm., weight_tol 1e-2", dict(LOG, metric="loss", max_permutations=20, weight_tol=1e-2)),
+    ("beta-shapley", "log-lik, 10 perm., weight_tol 1e-2", dict(LOG, metric="loss", max_permutations=10, weight_tol=1e-2)),
+    ("beta-shapley", "accuracy, 20 perm., weight_tol 1e-2", dict(LOG, metric="accuracy", max_permutations=20,
+                                                                 weight_tol=1e-2)),
+    ("data-oob", "CART trees, 200, full depth, 0/1 score (the paper's)", dict(PAPER)),
+    ("data-oob", "logistic heads, 200, exact fits", dict(HEADS)),
+    ("data-oob", "logistic heads, 200, 1 chord step (one-step approximation)", dict(HEADS, steps=1)),
+    ("data-oob", "logistic heads, 200, 2 chord steps", dict(HEADS, steps=2)),
+    ("data-oob", "logistic heads, 200, 3 chord steps", dict(HEADS, steps=3)),
+    ("data-oob", "CART trees, 200, full depth, score p(y|x)", dict(PAPER, score="proba")),
+    ("data-oob", "logistic heads, 200, exact fits, score p(y|x)", dict(HEADS, score="proba")),
+    ("data-oob", "logistic heads, 200, 1 chord step, score p(y|x)", dict(HEADS, steps=1, score="proba")),
+    ("data-oob", "extra trees, 50, depth 8, score p(y|x) (the default)", {}),
+    ("data-oob", "extra trees, 100, depth 8, score p(y|x)", dict(n_estimators=100)),
+    ("data-oob", "extra trees, 200, depth 8, score p(y|x)", dict(n_estimators=200)),
+    ("data-oob", "extra trees, 50, depth 8, 0/1 score", dict(score="accuracy")),
+    ("data-oob", "extra trees, 50, full depth, score p(y|x)", dict(max_depth=None)),
+    ("data-oob", "CART trees, 50, depth 8, score p(y|x)", dict(learner="tree")),
+    ("data-oob", "CART trees, 200, depth 8, score p(y|x)", dict(learner="tree", n_estimators=200)),
 ]
 
 
@@ -52,11 +76,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="adult")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--only", default="", help="comma-separated config numbers (1-based) to run")
+    ap.add_argument("--only", default="", help="config numbers (1-based) to run, e.g. 1,3,15-29")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "valuers_ablation.md")
     args = ap.parse_args(argv)
     threadpool_limits(1)
-    only = {int(i) for i in args.only.split(",") if i}
+    only = set()
+    for part in filter(None, args.only.split(",")):
+        lo, _, hi = part.partition("-")
+        only.update(range(int(lo), int(hi or lo) + 1))
     load = os.getloadavg()
     lines = ["# Logistic-utility Monte Carlo valuers: ablation\n",
              f"`python3 benchmarks/valuers_ablation.py --datasets {args.datasets} --seeds {args.seeds}"
@@ -64,7 +91,7 @@ def main(argv=None):
              f"one thread, load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. 20 % flipped labels; "
              "AUC = detection AUC of the flipped labels (lowest values first), found = share of flipped among the lowest 20 %. "
              "Utility: L2 logistic regression (lam = 1) trained on each prefix, validation accuracy or mean log-likelihood; "
-             "chains 4, batch 16, min_permutations 100 (so a max below it is the count).\n"]
+             "chains 4, batch 16, min_permutations 100 (so a max below it is the count). Data-OOB needs no validation set.\n"]
     for name in args.datasets.split(","):
         lines += [f"\n## {DATASETS[name]['title']}\n", "| # | method | setting | seeds | AUC | found 20 % | seconds | permutations |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -83,15 +110,16 @@ def main(argv=None):
             res = []
             for seed, data, y, flipped in datas:
                 t = time.perf_counter()
-                v = make_valuer(method, utility="logistic", progress=False, **params).fit(
+                v = make_valuer(method, progress=False, **params).fit(
                     data["x_train"], y, data["x_val"], data["y_val"], n_classes=data["n_classes"], random_state=seed)
                 s = time.perf_counter() - t
                 low = np.argsort(v.values_, kind="stable")[: int(0.2 * len(y))]
-                res.append((roc_auc_score(flipped, -v.values_), flipped[low].sum() / flipped.sum(), s, v.n_permutations_))
+                res.append((roc_auc_score(flipped, -v.values_), flipped[low].sum() / flipped.sum(), s,
+                            getattr(v, "n_permutations_", np.nan)))
                 print(f"{name} seed {seed} #{i} {method} {label}: AUC {res[-1][0]:.3f} {s:.1f} s", file=sys.stderr, flush=True)
             a = np.array(res)
             lines.append(f"| {i} | {method} | {label} | {len(res)} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.3f} | "
-                         f"{a[:, 2].mean():.1f} | {a[:, 3].mean():.0f} |")
+                         f"{a[:, 2].mean():.2f} | {'' if np.isnan(a[0, 3]) else f'{a[:, 3].mean():.0f}'} |")
             args.out.write_text("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")
 

@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
 
 from ads import influence as inf
+from ads.errors import ParameterError
 from ads.shapley import knn_shapley
 from ads.valuers import VALUERS, make_valuer
 from ads.valuers.utility import LogisticUtility
@@ -261,6 +262,58 @@ def test_bagged_logistic_multiclass_heads_are_the_weighted_minimisers(digits_sma
         np.testing.assert_allclose(T[b], ref, atol=1e-6)
 
 
+def test_bagged_logistic_one_step_is_the_newton_step_from_the_full_fit(cancer):
+    """steps=1 = theta^ - H^-1 grad F_b(theta^), with theta^ scikit-learn's full-data fit and H the
+    full-data Hessian written out by hand (binary)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y, _, _, _ = cancer
+    n, lam = len(y), 0.5
+    W = np.stack([np.bincount(bootstrap(n, 4, b)[0], minlength=n) for b in range(8)]).astype(np.float64)
+    T, refits = bagged_logistic(X, y, 2, W, lam=lam, steps=1)
+    assert refits == 0
+    sk = LogisticRegression(C=1 / lam, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y)
+    theta = np.append(sk.coef_[0], sk.intercept_[0])
+    Xa = np.hstack([X, np.ones((n, 1))])
+    q = 1 / (1 + np.exp(-Xa @ theta))
+    pen = np.append(np.full(X.shape[1], lam), 0.0)
+    H = Xa.T @ (Xa * (q * (1 - q))[:, None]) + np.diag(pen)
+    for b in range(len(W)):
+        g = Xa.T @ (W[b] * (q - y)) + pen * theta
+        np.testing.assert_allclose(T[b, :, 0], theta - np.linalg.solve(H, g), atol=1e-6)
+    exact, _ = bagged_logistic(X, y, 2, W, lam=lam, tol=1e-10)
+    assert np.abs(T - exact).max() < np.abs(theta[None, :, None] - exact).max()  # the step moves towards the bag's fit
+
+
+def test_bagged_logistic_chord_steps_converge_to_the_exact_heads(digits_small):
+    """Many chord steps (three classes) reach the exact weighted minimisers."""
+    from ads.valuers.oob import bagged_logistic, bootstrap
+
+    X, y = digits_small
+    X, y = X[:150] / 16.0, y[:150]
+    n = len(y)
+    W = np.stack([np.bincount(bootstrap(n, 2, b)[0], minlength=n) for b in range(4)]).astype(np.float64)
+    exact, _ = bagged_logistic(X, y, 3, W, tol=1e-10)
+    one, _ = bagged_logistic(X, y, 3, W, steps=1)
+    many, _ = bagged_logistic(X, y, 3, W, steps=60)
+    np.testing.assert_allclose(many, exact, atol=1e-6)
+    assert np.abs(one - exact).max() > 1e-4  # one step is an approximation, not the fit
+
+
+def test_data_oob_steps_checks_its_parameter(cancer):
+    X, y, Xv, yv, _ = cancer
+    with pytest.raises(ParameterError, match="steps"):
+        make_valuer("data-oob", n_estimators=5, steps=1, progress=False).fit(X, y, Xv, yv)
+    with pytest.raises(ParameterError, match="steps"):
+        make_valuer("data-oob", n_estimators=5, learner="logistic", steps=0, progress=False).fit(X, y, Xv, yv)
+    v = make_valuer("data-oob", n_estimators=30, learner="logistic", steps=1, random_state=0, progress=False)
+    exact = make_valuer("data-oob", n_estimators=30, learner="logistic", random_state=0, progress=False)
+    a, b = v.fit(X, y, Xv, yv).values_, exact.fit(X, y, Xv, yv).values_
+    assert np.abs(a - b).mean() < 0.05 and np.corrcoef(a, b)[0, 1] > 0.8
+
+
 def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
     """The batched values equal a plain loop: per bag, sklearn fit on the in-bag rows, OOB hits / OOB counts."""
     from sklearn.linear_model import LogisticRegression
@@ -269,7 +322,8 @@ def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
 
     X, y, Xv, yv, _ = cancer
     n = len(y)
-    v = make_valuer("data-oob", n_estimators=20, learner="logistic", random_state=7, progress=False).fit(X, y, Xv, yv).values_
+    v = make_valuer("data-oob", n_estimators=20, learner="logistic", score="accuracy", random_state=7,
+                    progress=False).fit(X, y, Xv, yv).values_
     hits, counts = np.zeros(n), np.zeros(n)
     for b in range(20):
         inbag = bootstrap(n, 7, b)[0]
@@ -279,6 +333,61 @@ def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
         counts += oob
         hits += oob & (pred == y)
     ref = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    ref[counts == 0] = np.nanmean(ref)
+    np.testing.assert_allclose(v, ref, atol=1e-12)
+
+
+def test_data_oob_proba_score_is_the_mean_out_of_bag_probability_of_the_label(cancer, digits_small):
+    """score='proba' = a plain loop's mean over out-of-bag estimators of sklearn's p(y_i | x_i);
+    trees fill classes a bag lacks with probability 0."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ads.valuers.oob import bootstrap
+
+    X, y, Xv, yv, _ = cancer
+    n = len(y)
+    v = make_valuer("data-oob", n_estimators=15, learner="logistic", score="proba", random_state=2,
+                    progress=False).fit(X, y, Xv, yv).values_
+    tot, counts = np.zeros(n), np.zeros(n)
+    for b in range(15):
+        inbag = bootstrap(n, 2, b)[0]
+        oob = np.ones(n, dtype=bool)
+        oob[inbag] = False
+        p = LogisticRegression(tol=1e-12, max_iter=10000).fit(X[inbag], y[inbag]).predict_proba(X)[np.arange(n), y]
+        counts += oob
+        tot += oob * p
+    ref = np.where(counts > 0, tot / np.maximum(counts, 1), np.nan)
+    ref[counts == 0] = np.nanmean(ref)
+    np.testing.assert_allclose(v, ref, atol=1e-6)
+    hard = make_valuer("data-oob", n_estimators=15, learner="logistic", score="accuracy", random_state=2,
+                       progress=False).fit(X, y, Xv, yv).values_
+    assert len(np.unique(v)) > len(np.unique(hard))  # the proper score breaks the 0/1 score's ties
+    Xd, yd = digits_small
+    Xd, yd = Xd[:12] / 16.0, np.array([0] * 10 + [1, 2])  # rare classes: many bags lack one
+    for learner in ("tree", "extra-tree"):
+        t = make_valuer("data-oob", n_estimators=20, learner=learner, random_state=0, progress=False).fit(Xd, yd, Xd, yd).values_
+        assert np.all((t >= 0) & (t <= 1)) and t[10:].max() < 1
+
+
+def test_data_oob_default_is_shallow_extra_trees_scored_by_label_probability(cancer):
+    """The defaults (50 depth-8 extra trees, T = p(y|x)) = a plain loop over bags with scikit-learn's
+    ExtraTreeClassifier seeded as documented (estimator b's RNG draws its seed after the bootstrap)."""
+    from sklearn.tree import ExtraTreeClassifier
+
+    from ads.valuers.oob import bootstrap
+
+    X, y, Xv, yv, _ = cancer
+    n = len(y)
+    v = make_valuer("data-oob", random_state=5, progress=False).fit(X, y, Xv, yv).values_
+    tot, counts = np.zeros(n), np.zeros(n)
+    for b in range(50):
+        inbag, rng = bootstrap(n, 5, b)
+        oob = np.ones(n, dtype=bool)
+        oob[inbag] = False
+        tree = ExtraTreeClassifier(max_features="sqrt", max_depth=8, random_state=int(rng.integers(2**31))).fit(X[inbag], y[inbag])
+        counts += oob
+        tot += oob * tree.predict_proba(X)[np.arange(n), y]
+    ref = np.where(counts > 0, tot / np.maximum(counts, 1), np.nan)
     ref[counts == 0] = np.nanmean(ref)
     np.testing.assert_allclose(v, ref, atol=1e-12)
 
