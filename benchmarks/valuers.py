@@ -54,9 +54,9 @@ OURS = {
     "beta-shapley 16/1 (knn)": ("beta-shapley", {}),
     "beta-shapley 16/1 (logistic)": ("beta-shapley", {"utility": "logistic"}),
     "data-oob": ("data-oob", {}),
-    "data-oob (paper: 200 CART trees, 0/1)": ("data-oob", {"learner": "tree", "max_depth": None, "score": "accuracy",
+    "data-oob (paper: 200 CART trees; 0/1)": ("data-oob", {"learner": "tree", "max_depth": None, "score": "accuracy",
                                                            "n_estimators": 200}),
-    "data-oob (200 logistic, 1 step, p(y|x))": ("data-oob", {"learner": "logistic", "steps": 1, "score": "proba",
+    "data-oob (200 logistic; 1 step; p(y|x))": ("data-oob", {"learner": "logistic", "steps": 1, "score": "proba",
                                                              "n_estimators": 200}),
     "influence (val loss)": ("influence", {}),
     "influence (smooth accuracy)": ("influence", {"metric": "accuracy"}),
@@ -110,6 +110,12 @@ def run_dataset(name, seed, args, peers):
     log.info("%s seed %d: %d train (%d flipped), %d val, %d features", name, seed, len(y_noisy), flipped.sum(),
              len(data["y_val"]), data["x_train"].shape[1])
     rows = {}
+    if not getattr(args, "warmed", False):  # imports and first-call costs are not part of any method's time
+        small = dict(data, x_train=data["x_train"][:60], x_val=data["x_val"][:30], y_val=data["y_val"][:30])
+        for label in args.ours:
+            if OURS[label][0] != "dvrl":
+                run_ours(label, small, y_noisy[:60], seed, args)
+        args.warmed = True
     for label in args.ours:
         v, s = run_ours(label, data, y_noisy, seed, args)
         rows[f"ours: {label}"] = evaluate(v, flipped, data, y_noisy, seed, s)
