@@ -99,14 +99,20 @@ def run_ours(name, data, y_noisy, seed, args):
     return v.values_, time.perf_counter() - t
 
 
-def run_dataset(name, seed, args, peers):
-    cfg = DATASETS[name]
-    data = dict(LOADERS[name](seed=seed, **cfg["load"]))
+def load_case(name, seed, noise):
+    """Data set ``name`` for ``seed`` (embeddings standardised on the training rows), its
+    noisy training labels (a share ``noise`` flipped) and the flipped mask."""
+    data = dict(LOADERS[name](seed=seed, **DATASETS[name]["load"]))
     if name != "adult":
         mu, sd = data["x_train"].mean(0), data["x_train"].std(0) + 1e-8
         for k in ("x_train", "x_val", "x_test"):
             data[k] = ((data[k] - mu) / sd).astype(np.float32)
-    y_noisy, flipped = flip_labels(data["y_train"], args.noise, data["n_classes"], np.random.default_rng(seed))
+    y_noisy, flipped = flip_labels(data["y_train"], noise, data["n_classes"], np.random.default_rng(seed))
+    return data, y_noisy, flipped
+
+
+def run_dataset(name, seed, args, peers):
+    data, y_noisy, flipped = load_case(name, seed, args.noise)
     log.info("%s seed %d: %d train (%d flipped), %d val, %d features", name, seed, len(y_noisy), flipped.sum(),
              len(data["y_val"]), data["x_train"].shape[1])
     rows = {}

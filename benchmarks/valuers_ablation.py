@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from dvrl import DATASETS  # noqa: E402
-from dvrl_data import LOADERS, flip_labels  # noqa: E402
+from valuers import load_case  # noqa: E402
 
 from ads.valuers import make_valuer  # noqa: E402
 
@@ -97,13 +97,7 @@ def main(argv=None):
                   "|---|---|---|---|---|---|---|---|"]
         datas = []
         for seed in [int(s) for s in args.seeds.split(",")]:
-            data = dict(LOADERS[name](seed=seed, **DATASETS[name]["load"]))
-            if name != "adult":
-                mu, sd = data["x_train"].mean(0), data["x_train"].std(0) + 1e-8
-                for k in ("x_train", "x_val"):
-                    data[k] = ((data[k] - mu) / sd).astype(np.float32)
-            y, flipped = flip_labels(data["y_train"], 0.2, data["n_classes"], np.random.default_rng(seed))
-            datas.append((seed, data, y, flipped))
+            datas.append((seed, *load_case(name, seed, 0.2)))
         for i, (method, label, params) in enumerate(CONFIGS, 1):
             if only and i not in only:
                 continue

@@ -314,26 +314,33 @@ def test_data_oob_steps_checks_its_parameter(cancer):
     assert np.abs(a - b).mean() < 0.05 and np.corrcoef(a, b)[0, 1] > 0.8
 
 
+def oob_reference(n, seed, n_estimators, score):
+    """Data-OOB by a plain loop: ``score(inbag, rng)`` gives every point's T under estimator b
+    (fitted on the in-bag rows); the mean over the estimators a point is out of bag for, the
+    mean of those for points never out of bag."""
+    from ads.valuers.oob import bootstrap
+
+    tot, counts = np.zeros(n), np.zeros(n)
+    for b in range(n_estimators):
+        inbag, rng = bootstrap(n, seed, b)
+        oob = np.ones(n, dtype=bool)
+        oob[inbag] = False
+        counts += oob
+        tot += oob * score(inbag, rng)
+    ref = np.where(counts > 0, tot / np.maximum(counts, 1), np.nan)
+    ref[counts == 0] = np.nanmean(ref)
+    return ref
+
+
 def test_data_oob_logistic_counts_out_of_bag_hits(cancer):
     """The batched values equal a plain loop: per bag, sklearn fit on the in-bag rows, OOB hits / OOB counts."""
     from sklearn.linear_model import LogisticRegression
 
-    from ads.valuers.oob import bootstrap
-
     X, y, Xv, yv, _ = cancer
-    n = len(y)
     v = make_valuer("data-oob", n_estimators=20, learner="logistic", score="accuracy", random_state=7,
                     progress=False).fit(X, y, Xv, yv).values_
-    hits, counts = np.zeros(n), np.zeros(n)
-    for b in range(20):
-        inbag = bootstrap(n, 7, b)[0]
-        oob = np.ones(n, dtype=bool)
-        oob[inbag] = False
-        pred = LogisticRegression(tol=1e-12, max_iter=10000).fit(X[inbag], y[inbag]).predict(X)
-        counts += oob
-        hits += oob & (pred == y)
-    ref = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-    ref[counts == 0] = np.nanmean(ref)
+    ref = oob_reference(len(y), 7, 20, lambda inbag, _: LogisticRegression(tol=1e-12, max_iter=10000).fit(
+        X[inbag], y[inbag]).predict(X) == y)
     np.testing.assert_allclose(v, ref, atol=1e-12)
 
 
@@ -342,22 +349,12 @@ def test_data_oob_proba_score_is_the_mean_out_of_bag_probability_of_the_label(ca
     trees fill classes a bag lacks with probability 0."""
     from sklearn.linear_model import LogisticRegression
 
-    from ads.valuers.oob import bootstrap
-
     X, y, Xv, yv, _ = cancer
     n = len(y)
     v = make_valuer("data-oob", n_estimators=15, learner="logistic", score="proba", random_state=2,
                     progress=False).fit(X, y, Xv, yv).values_
-    tot, counts = np.zeros(n), np.zeros(n)
-    for b in range(15):
-        inbag = bootstrap(n, 2, b)[0]
-        oob = np.ones(n, dtype=bool)
-        oob[inbag] = False
-        p = LogisticRegression(tol=1e-12, max_iter=10000).fit(X[inbag], y[inbag]).predict_proba(X)[np.arange(n), y]
-        counts += oob
-        tot += oob * p
-    ref = np.where(counts > 0, tot / np.maximum(counts, 1), np.nan)
-    ref[counts == 0] = np.nanmean(ref)
+    ref = oob_reference(n, 2, 15, lambda inbag, _: LogisticRegression(tol=1e-12, max_iter=10000).fit(
+        X[inbag], y[inbag]).predict_proba(X)[np.arange(n), y])
     np.testing.assert_allclose(v, ref, atol=1e-6)
     hard = make_valuer("data-oob", n_estimators=15, learner="logistic", score="accuracy", random_state=2,
                        progress=False).fit(X, y, Xv, yv).values_
@@ -374,21 +371,15 @@ def test_data_oob_default_is_shallow_extra_trees_scored_by_label_probability(can
     ExtraTreeClassifier seeded as documented (estimator b's RNG draws its seed after the bootstrap)."""
     from sklearn.tree import ExtraTreeClassifier
 
-    from ads.valuers.oob import bootstrap
-
     X, y, Xv, yv, _ = cancer
     n = len(y)
     v = make_valuer("data-oob", random_state=5, progress=False).fit(X, y, Xv, yv).values_
-    tot, counts = np.zeros(n), np.zeros(n)
-    for b in range(50):
-        inbag, rng = bootstrap(n, 5, b)
-        oob = np.ones(n, dtype=bool)
-        oob[inbag] = False
-        tree = ExtraTreeClassifier(max_features="sqrt", max_depth=8, random_state=int(rng.integers(2**31))).fit(X[inbag], y[inbag])
-        counts += oob
-        tot += oob * tree.predict_proba(X)[np.arange(n), y]
-    ref = np.where(counts > 0, tot / np.maximum(counts, 1), np.nan)
-    ref[counts == 0] = np.nanmean(ref)
+
+    def p_label(inbag, rng):
+        tree = ExtraTreeClassifier(max_features="sqrt", max_depth=8, random_state=int(rng.integers(2**31)))
+        return tree.fit(X[inbag], y[inbag]).predict_proba(X)[np.arange(n), y]
+
+    ref = oob_reference(n, 5, 50, p_label)
     np.testing.assert_allclose(v, ref, atol=1e-12)
 
 

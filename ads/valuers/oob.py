@@ -102,7 +102,7 @@ def bagged_logistic(X, y, n_classes: int, weights, *, lam: float = 1.0, tol: flo
     D, K = head.theta_.shape
     Hb = None
     if steps is not None:
-        max_iter, tol = steps, -1.0
+        max_iter = steps
     elif K == 1 and n * D * D <= NEWTON_MAX:  # binary: hess F_b(theta^) for every head from one product
         q = _proba(Xa, head.theta_)[:, 1]
         Hb = ((W * (q * (1 - q))[None, :]) @ (Xa[:, :, None] * Xa[:, None, :]).reshape(n, D * D)).reshape(B, D, D)
@@ -128,9 +128,9 @@ def bagged_logistic(X, y, n_classes: int, weights, *, lam: float = 1.0, tol: flo
         else:
             step = cho_solve(cho, G.reshape(idx.size, -1).T).T.reshape(idx.size, D, K)
         T[idx] = Tb - step
-        done = np.abs(step).max(axis=(1, 2)) < tol
-        if steps is not None:
+        if steps is not None:  # a fixed number of steps: no stopping test, no refits
             continue
+        done = np.abs(step).max(axis=(1, 2)) < tol
         failed[idx[grew]] = True
         active[idx[done | grew]] = False
     if steps is not None:
