@@ -39,7 +39,8 @@ class Registry:
         return sorted(self._classes)
 
     def get_class(self, name: str) -> type:
-        self._load_entry_points()
+        if name not in self._classes:  # scanning the installed distributions costs ~20 ms: only for a new name
+            self._load_entry_points()
         try:
             return self._classes[name]
         except KeyError:

@@ -383,6 +383,22 @@ def test_data_oob_default_is_shallow_extra_trees_scored_by_label_probability(can
     np.testing.assert_allclose(v, ref, atol=1e-12)
 
 
+def test_data_oob_papers_setting_equals_a_loop_over_cart_trees_on_the_repeated_rows(cancer):
+    """learner='tree', full depth, 0/1 score (the paper's): fitted on the bootstrap's distinct rows with
+    its counts as weights, the trees are those scikit-learn grows on the repeated rows."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y, Xv, yv, _ = cancer
+    v = make_valuer("data-oob", n_estimators=25, learner="tree", max_depth=None, score="accuracy", random_state=3,
+                    progress=False).fit(X, y, Xv, yv).values_
+
+    def hit(inbag, rng):
+        tree = DecisionTreeClassifier(max_features="sqrt", random_state=int(rng.integers(2**31)))
+        return tree.fit(X[inbag], y[inbag]).predict(X) == y
+
+    np.testing.assert_allclose(v, oob_reference(len(y), 3, 25, hit), atol=1e-12)
+
+
 def test_representer_theorem_holds(cancer):
     """Theta = sum_i f_i alpha_i^T at the fitted head, so logits decompose over points."""
     X, y, Xv, yv, _ = cancer
