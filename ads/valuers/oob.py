@@ -142,39 +142,31 @@ def bagged_logistic(X, y, n_classes: int, weights, *, lam: float = 1.0, tol: flo
     return T, int(failed.sum())
 
 
-def _one_estimator(X, y, n_classes, learner, seed, b, score="accuracy", max_depth=None):
-    n = len(y)
-    inbag, rng = bootstrap(n, seed, b)
-    oob = np.ones(n, dtype=bool)
-    oob[inbag] = False
-    rows = np.flatnonzero(oob)
+def _one_tree(X, y, n_classes, learner, seed, b, score, max_depth):
+    """Out-of-bag rows of tree ``b`` and their T (a 0/1 hit or p(y|x)). ``X`` is float32 and
+    C-contiguous (the trees' own dtype; the valuer converts and checks it once), so
+    scikit-learn's per-call checks, about 40 % of a 1000-row depth-8 fit, are skipped."""
+    from sklearn import config_context
+    from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+
+    inbag, rng = bootstrap(len(y), seed, b)
+    # the bootstrap as weights on its distinct rows: the same trees as on the repeated rows (the split
+    # criteria are weighted counts; tests/test_valuers.py checks against the repeated rows), sorted over
+    # ~63 % of the rows
+    w = np.bincount(inbag, minlength=len(y))
+    rows = np.flatnonzero(w == 0)
     if rows.size == 0:
         return rows, np.zeros(0, dtype=bool)
-    if learner != "logistic":
-        from sklearn import config_context
-        from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
-
-        cls = ExtraTreeClassifier if learner == "extra-tree" else DecisionTreeClassifier
-        model = cls(max_features="sqrt", max_depth=max_depth, random_state=int(rng.integers(2**31)))
-        # The valuer checked the inputs once and passes float32 rows (the trees' dtype); scikit-learn's
-        # per-call checks would cost about 40 % of a 1000-row depth-8 fit.
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        with config_context(assume_finite=True, skip_parameter_validation=True):
-            # the bootstrap as weights on its distinct rows: the same trees as on the repeated rows (the
-            # split criteria are weighted counts; tests/test_valuers.py checks against the repeated rows),
-            # sorted over ~63 % of the rows
-            w = np.bincount(inbag, minlength=n)
-            u = np.flatnonzero(w)
-            model.fit(X[u], y[u], sample_weight=w[u].astype(np.float64), check_input=False)
-            if score == "accuracy":
-                return rows, model.predict(X[rows], check_input=False) == y[rows]
-            P = np.zeros((rows.size, n_classes))
-            P[:, model.classes_] = model.predict_proba(X[rows], check_input=False)
-    else:
-        from ads.influence import LogisticHead
-
-        P = LogisticHead(tol=1e-6).fit(X[inbag], y[inbag], n_classes).predict_proba(X[rows])
-    return rows, (P.argmax(axis=1) == y[rows]) if score == "accuracy" else P[np.arange(rows.size), y[rows]]
+    u = np.flatnonzero(w)
+    cls = ExtraTreeClassifier if learner == "extra-tree" else DecisionTreeClassifier
+    model = cls(max_features="sqrt", max_depth=max_depth, random_state=int(rng.integers(2**31)))
+    with config_context(assume_finite=True, skip_parameter_validation=True):
+        model.fit(X[u], y[u], sample_weight=w[u].astype(np.float64), check_input=False)
+        if score == "accuracy":
+            return rows, model.predict(X[rows], check_input=False) == y[rows]
+        P = np.zeros((rows.size, n_classes))
+        P[:, model.classes_] = model.predict_proba(X[rows], check_input=False)
+    return rows, P[np.arange(rows.size), y[rows]]
 
 
 @VALUERS.register
@@ -253,18 +245,18 @@ class DataOOBValuer(Valuer):
                         hits += (oob * _proba(Xa, T)[:, np.arange(n), y]).sum(axis=0)
                     bar.update(len(bs))
             return self._finish(hits, counts)
-        X = np.ascontiguousarray(X, dtype=np.float32)  # the trees' own dtype: converted once, not per fit (same splits)
+        X = np.ascontiguousarray(X, dtype=np.float32)  # the trees' own dtype, converted once (see _one_tree)
         step = 8 if self.n_jobs != 1 else 1
         with progress_bar(B, "data-oob", self.progress, unit="est") as bar:
             for s in range(0, B, step):
                 bs = range(s, min(s + step, B))
                 if self.n_jobs == 1:
-                    results = [_one_estimator(X, y, C, self.learner, seed, b, self.score, depth) for b in bs]
+                    results = [_one_tree(X, y, C, self.learner, seed, b, self.score, depth) for b in bs]
                 else:
                     from joblib import Parallel, delayed
 
                     results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                        delayed(_one_estimator)(X, y, C, self.learner, seed, b, self.score, depth) for b in bs)
+                        delayed(_one_tree)(X, y, C, self.learner, seed, b, self.score, depth) for b in bs)
                 for rows, correct in results:
                     counts[rows] += 1
                     hits[rows] += correct
