@@ -330,10 +330,11 @@ def loo_params(head: LogisticHead, X, y, rows, *, max_iter: int = 100, tol: floa
     return thetas
 
 
-def metric_at(theta, X_val, y_val, metric: str) -> np.ndarray:
+def metric_at(theta, X_val, y_val, metric: str, *, augmented: bool = False) -> np.ndarray:
     """Validation metric at parameters ``theta`` ((d+1, C-1) or a stack (B, d+1, C-1)):
-    ``loss`` = mean log-likelihood, ``accuracy`` = hard accuracy. Shape theta.shape[:-2]."""
-    P = _proba(_augment(X_val), theta)
+    ``loss`` = mean log-likelihood, ``accuracy`` = hard accuracy. Shape theta.shape[:-2].
+    ``augmented``: X_val already carries the column of ones (:func:`_augment`)."""
+    P = _proba(X_val if augmented else _augment(X_val), theta)
     y_val = np.asarray(y_val, dtype=np.int64)
     if metric == "accuracy":
         return (P.argmax(axis=-1) == y_val).mean(axis=-1)

@@ -119,6 +119,82 @@ def test_logistic_utility_scan_equals_fits_from_scratch(cancer, metric):
     np.testing.assert_allclose(util.scan(perms), Utility.scan(util, perms), rtol=0, atol=1e-7)
 
 
+def test_logistic_utility_scan_of_whole_permutations_equals_fits_from_scratch(cancer):
+    """All 200 prefixes (the kept inverse Hessian carried through ~200 Sherman-Morrison
+    updates), with and without truncation."""
+    from ads.valuers.utility import Utility
+
+    X, y, Xv, yv, _ = cancer
+    util = LogisticUtility(metric="loss").bind(X, y, Xv, yv, 2)
+    perms = np.stack([np.random.default_rng(10 + s).permutation(len(y)) for s in range(2)])
+    for truncation in (0.0, 0.01):
+        np.testing.assert_allclose(util.scan(perms, truncation), Utility.scan(util, perms, truncation), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_three_class_logistic_utility_scan_equals_fits_from_scratch(digits_small, metric):
+    """Three classes: the Woodbury-updated chord scan against from-scratch fits, including
+    the prefixes that still lack a class."""
+    from ads.valuers.utility import Utility
+
+    X, y = digits_small
+    X = (X - X.mean(0)) / (X.std(0) + 1.0)
+    util = LogisticUtility(metric=metric).bind(X[:150], y[:150], X[300:400], y[300:400], 3)
+    perms = np.stack([np.random.default_rng(s).permutation(150)[:70] for s in range(3)])
+    got = util.scan(perms)
+    np.testing.assert_allclose(got, Utility.scan(util, perms), rtol=0, atol=1e-7)
+    assert (got != 0).sum() > 20
+
+
+@pytest.mark.parametrize("C", [2, 4])
+def test_woodbury_point_update_equals_the_inverse_of_the_updated_hessian(C):
+    from ads.influence import _hessian, _proba
+    from ads.valuers.utility import add_point_to_inverse
+
+    rng = np.random.default_rng(C)
+    Xa = np.hstack([rng.normal(size=(30, 5)), np.ones((30, 1))])
+    theta = rng.normal(size=(6, C - 1))
+    pen = np.r_[np.ones(5), 0.0][:, None]
+    H = _hessian(Xa[:-1], _proba(Xa[:-1], theta), np.ones(29), pen)
+    H_new = H + _hessian(Xa[-1:], _proba(Xa[-1:], theta), np.ones(1), 0 * pen)
+    got = add_point_to_inverse(np.linalg.inv(H), Xa[-1], _proba(Xa[-1:], theta)[0, 1:])
+    np.testing.assert_allclose(got, np.linalg.inv(H_new), rtol=0, atol=1e-10 * np.abs(np.linalg.inv(H_new)).max())
+
+
+def test_bfgs_inverse_update_equals_the_textbook_product_and_meets_the_secant_equation():
+    from ads.valuers.utility import bfgs_inverse_update
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(7, 7))
+    H = A @ A.T + np.eye(7)
+    s = rng.normal(size=7)
+    y = 0.7 * H @ s + 0.1 * rng.normal(size=7)
+    r, eye = 1.0 / (s @ y), np.eye(7)
+    want = (eye - r * np.outer(s, y)) @ H @ (eye - r * np.outer(y, s)) + r * np.outer(s, s)
+    got = bfgs_inverse_update(H.copy(), s, y)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got @ y, s, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(bfgs_inverse_update(H.copy(), s, -s), H)  # y^T s <= 0: kept
+
+
+def test_logistic_accuracy_of_a_subset_lacking_a_class_is_the_head_on_its_own_classes(digits_small):
+    """Three classes, S with classes 1 and 2 only: V(S) = the accuracy of scikit-learn's binary
+    LogisticRegression (C = 1/lam, the same model) fitted on S, predicting only 1 or 2; the
+    log-likelihood variant is the uniform -log 3."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = digits_small
+    X = (X - X.mean(0)) / (X.std(0) + 1.0)
+    Xv, yv = X[300:400], y[300:400]
+    subset = np.flatnonzero(y[:150] != 0)[:40]
+    util = LogisticUtility(metric="accuracy").bind(X[:150], y[:150], Xv, yv, 3)
+    ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X[subset], y[subset])
+    assert util(subset) == pytest.approx(float(np.mean(ref.predict(Xv) == yv)), abs=1e-12)
+    assert 0.2 < util(subset) < 0.7  # no class-0 validation point can be right
+    loss = LogisticUtility(metric="loss").bind(X[:150], y[:150], Xv, yv, 3)
+    assert loss(subset) == pytest.approx(-np.log(3))
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "loss"])
 def test_tmc_logistic_utility_converges_to_enumerated_shapley(cancer, metric):
     """n = 6, validation accuracy / log-likelihood of the logistic head; same stated tolerance (4 stderr)."""

@@ -11,8 +11,12 @@ along whole permutations, which is what TMC and Beta Shapley sample.
 - ``logistic`` (:class:`LogisticUtility`): validation accuracy (or mean log-likelihood)
   of :class:`ads.influence.LogisticHead` trained on S, warm-started from the previous
   prefix along a permutation; V(empty) = 1/C (resp. -log C), the uniform prediction. S
-  with a single class has no finite fit (the intercept is not penalised): it predicts that
-  class, accuracy = its share of the validation set (log-likelihood: the uniform -log C).
+  that lacks a class has no finite fit (the intercepts are not penalised, so an absent
+  class's logit runs to -inf). Then: log-likelihood = the uniform -log C; accuracy = that of
+  the limit classifier over the classes S has, i.e. S's share of the validation set for a
+  single class, and for two or more (C > 2 only) the head fitted on S over its own classes
+  (relabelled in order, the smallest the reference; :class:`ads.influence.LogisticHead`
+  with L-BFGS), predicting only those classes.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from ads.errors import ParameterError
 
 #: Validation points per block when distances are ranked (block x n float64).
 RANK_BLOCK = 256
-#: Chord-Newton steps per prefix before the logistic utility forms its Hessian afresh.
-CHORD_ITER = 8
+#: Most quasi-Newton steps per prefix before the logistic utility forms its Hessian afresh
+#: (a step costs a gradient pass, O(|S| p); forming and inverting H, O(|S| p^2 + p^3)).
+CHORD_ITER = 40
 
 
 def knn_ranks(X, X_val, *, block: int = RANK_BLOCK) -> np.ndarray:
@@ -157,18 +162,22 @@ class LogisticUtility(Utility):
         self.lam = lam
 
     def bind(self, X, y, X_val, y_val, n_classes):
-        from ads.influence import LogisticHead
+        from ads.influence import LogisticHead, _augment
 
         check_choice(self.metric, ("accuracy", "loss"), "metric", "LogisticUtility")
         self.X, self.y, self.X_val, self.y_val, self.C = X, y, X_val, y_val, n_classes
         self.n = len(X)
         self._head = LogisticHead(lam=self.lam, tol=1e-8)
+        self._pen = np.full((X.shape[1] + 1, 1), float(self.lam))
+        self._pen[-1] = 0.0
+        self._Xva = _augment(X_val)
+        self.refreshes_ = self.refits_ = 0  # scan's Hessians formed afresh / prefixes refitted (this process)
         return self
 
     def _score(self, theta) -> float:
         from ads.influence import metric_at
 
-        return float(metric_at(theta, self.X_val, self.y_val, self.metric))
+        return float(metric_at(theta, self._Xva, self.y_val, self.metric, augmented=True))
 
     @property
     def empty(self) -> float:
@@ -177,78 +186,156 @@ class LogisticUtility(Utility):
     def _fit(self, subset, theta0=None):
         return self._head.fit(self.X[subset], self.y[subset], self.C, theta0=theta0).theta_
 
-    def _one_class(self, subset) -> float | None:
-        """V(S) when S is empty or has one class (no finite fit); None otherwise."""
+    def _lacking(self, subset) -> float | None:
+        """V(S) when S lacks a class (no finite fit; see the module docstring); None otherwise."""
         if subset.size == 0:
             return self.empty
-        first = self.y[subset[0]]
-        if (self.y[subset] != first).any():
+        present = np.unique(self.y[subset])
+        if len(present) == self.C:
             return None
-        return float(np.mean(self.y_val == first)) if self.metric == "accuracy" else self.empty
+        if self.metric != "accuracy":
+            return self.empty
+        if len(present) == 1:
+            return float(np.mean(self.y_val == present[0]))
+        from ads.influence import LogisticHead, _proba
+
+        sub = LogisticHead(lam=self.lam, tol=1e-8, exact_max=0)
+        sub.fit(self.X[subset], np.searchsorted(present, self.y[subset]), len(present))
+        return float(np.mean(present[_proba(self._Xva, sub.theta_).argmax(axis=1)] == self.y_val))
 
     def __call__(self, subset) -> float:
         subset = np.asarray(subset, dtype=np.int64)
-        v = self._one_class(subset)
+        v = self._lacking(subset)
         return v if v is not None else self._score(self._fit(subset))
 
     def scan(self, perms, truncation=0.0):
-        """Along each permutation the head of prefix j+1 is fitted from the head of prefix
-        j. Two classes: chord-Newton steps theta <- theta - H^{-1} grad F with a Hessian H
-        kept from an earlier prefix and updated by the new point's rank-one term
-        s x~ x~^T (s = p(1 - p) where H was last formed), one Cholesky factor per prefix;
-        H is formed afresh when a prefix needs more than ``CHORD_ITER`` steps, and a
-        prefix that still has not converged is fitted by :class:`ads.influence.LogisticHead`.
-        The fixed point is grad F = 0 either way: the same minimiser (to ``tol``)."""
+        """Along each permutation the head of prefix j+1 is fitted from the head of prefix j
+        by quasi-Newton steps theta <- theta - a H^{-1} grad F, with an inverse Hessian kept
+        from earlier prefixes. The new point adds x~ x~^T (x) (diag(q) - q q^T) to H (q: its
+        probabilities under the previous head), a rank-(C-1) term that Woodbury's identity
+        folds into H^{-1} in O(p^2 (C-1)) for p = (d+1)(C-1) parameters (Sherman-Morrison
+        for two classes); each step then corrects H^{-1} by BFGS's rank-two update for how
+        the other points' curvature moved, and a backtracking search on F picks a. A prefix
+        costs a few gradient passes and no factorisation. H is formed and inverted afresh
+        at the current iterate when the search fails or ``CHORD_ITER`` steps do not reach
+        ``tol``, and a prefix that still has not converged is fitted from there by
+        :class:`ads.influence.LogisticHead`. The
+        fixed point is grad F = 0 either way: the same minimiser (to ``tol``); the kept
+        H^{-1} only sets how fast the steps get there. Heads with more parameters than
+        :data:`ads.influence.EXACT_MAX` are refitted by L-BFGS from the previous head."""
+        from ads.influence import _augment
+
         full, empty = self.full, self.empty
+        big = (self.X.shape[1] + 1) * (self.C - 1) > self._head.exact_max  # no Hessian: warm refits
         out = np.zeros(perms.shape)
         for p, perm in enumerate(perms):
-            prev, theta, H = empty, None, None
+            Xa = _augment(self.X[perm])  # prefixes are views: nothing is copied per prefix
+            Y = np.eye(self.C)[self.y[perm]][:, 1:]
+            prev, state, seen = empty, None, np.zeros(self.C, dtype=bool)
             for j in range(perms.shape[1]):
                 if truncation > 0 and abs(full - prev) < truncation * abs(full):
                     break
-                v = self._one_class(perm[: j + 1])
-                if v is None:
-                    if self.C == 2:
-                        theta, H = self._chord(perm[: j + 1], theta, H)
+                if state is not None:
+                    if big:
+                        state = (self._fit(perm[: j + 1], state[0]), None)
                     else:
-                        theta = self._fit(perm[: j + 1], theta)
-                    v = self._score(theta)
+                        state = self._chord(perm[: j + 1], Xa[: j + 1], Y[: j + 1], *state)
+                    v = self._score(state[0])
+                else:  # a class was missing up to the previous prefix: no finite fit
+                    seen[self.y[perm[j]]] = True
+                    if seen.all():
+                        theta = self._fit(perm[: j + 1])
+                        state = (theta, None) if big else self._refresh(Xa[: j + 1], theta)
+                        v = self._score(state[0])
+                    else:
+                        v = self._lacking(perm[: j + 1])
                 out[p, j] = v - prev
                 prev = v
         return out
 
-    def _chord(self, subset, theta, H):
-        """Binary head on ``subset`` from the previous prefix's (theta, H); see :meth:`scan`."""
+    def _refresh(self, Xa, theta):
+        """(theta, H^{-1}) with the Hessian of F on the rows ``Xa`` formed at ``theta``."""
         import scipy.linalg as sla
 
-        from ads.influence import _augment, _hessian, _proba
+        from ads.influence import _hessian, _proba
 
-        Xa = _augment(self.X[subset])
-        yb = (self.y[subset] == 1).astype(np.float64)
-        pen = np.full((Xa.shape[1], 1), float(self.lam))
-        pen[-1] = 0.0
-        if theta is None:
-            theta = self._fit(subset)
-            return theta, _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
+        H = _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), self._pen)
+        return theta, sla.cho_solve(sla.cho_factor(H), np.eye(len(H)))
+
+    def _residual(self, Xa, Y, theta):
+        """p_c(x) - [y = c] for classes c >= 1, (n, C-1)."""
+        from ads.influence import _proba
+
+        if self.C == 2:
+            return 1.0 / (1.0 + np.exp(-np.clip(Xa @ theta, -500, 500))) - Y
+        return _proba(Xa, theta)[:, 1:] - Y
+
+    def _objective(self, Xa, Y, theta):
+        """F(theta) on the rows ``Xa`` and its gradient, in one pass."""
+        z = Xa @ theta
+        if self.C == 2:
+            lse = np.logaddexp(0.0, z)
+            r = np.exp(z - lse) - Y
+        else:
+            lse = np.logaddexp.reduce(np.concatenate([np.zeros((len(z), 1)), z], axis=1), axis=1, keepdims=True)
+            r = np.exp(z - lse) - Y
+        f = float(lse.sum() - (Y * z).sum() + 0.5 * (self._pen * theta**2).sum())
+        return f, Xa.T @ r + self._pen * theta
+
+    def _chord(self, subset, Xa, Y, theta, Hinv):
+        """The head on ``subset`` (augmented rows ``Xa``, one-hot ``Y`` without class 0) from
+        the previous prefix's (theta, H^{-1}); see :meth:`scan`. Returns (theta, H^{-1})."""
         x = Xa[-1]
-        q = 1.0 / (1.0 + np.exp(-float(x @ theta[:, 0])))
-        H = H + q * (1 - q) * np.outer(x, x)
-        for _ in range(2):  # the kept Hessian, then one formed afresh at the previous prefix's head
-            cho = sla.cho_factor(H)
-            t, gnorm = theta[:, 0].copy(), np.inf
+        Hinv = add_point_to_inverse(Hinv, x, self._residual(x[None], np.zeros((1, self.C - 1)), theta)[0])
+        t = theta
+        f, g = self._objective(Xa, Y, t)
+        for attempt in range(2):  # the kept H^{-1}, then one formed afresh at the current iterate
             for _ in range(CHORD_ITER):
-                g = Xa.T @ (1.0 / (1.0 + np.exp(-np.clip(Xa @ t, -500, 500))) - yb) + pen[:, 0] * t
-                gn = float(np.abs(g).max())
-                if not gn < gnorm:  # not contracting: stop this attempt
+                step = (Hinv @ g.reshape(-1)).reshape(t.shape)
+                slope, a = float((g * step).sum()), 1.0
+                while True:  # backtracking (Armijo) on F; below rounding level any step is taken
+                    t_new = t - a * step
+                    f_new, g_new = self._objective(Xa, Y, t_new)
+                    if f_new <= f - 1e-4 * a * slope + 1e-13 * abs(f) or a < 1e-3:
+                        break
+                    a /= 2
+                if a < 1e-3:
                     break
-                gnorm = gn
-                step = sla.cho_solve(cho, g)
-                t -= step
-                if np.abs(step).max() < self._head.tol:
-                    return t[:, None], H
-            H = _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
-        theta = self._fit(subset, theta)
-        return theta, _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), pen)
+                Hinv = bfgs_inverse_update(Hinv, (t_new - t).reshape(-1), (g_new - g).reshape(-1))
+                size = a * float(np.abs(step).max())
+                t, f, g = t_new, f_new, g_new
+                if size < self._head.tol:
+                    return t, Hinv
+            if attempt == 0:
+                Hinv = self._refresh(Xa, t)[1]
+                self.refreshes_ += 1
+        self.refits_ += 1
+        return self._refresh(Xa, self._fit(subset, t))
+
+
+def bfgs_inverse_update(Hinv, s, y):
+    """BFGS's update of an inverse Hessian from a step s and the gradient change y:
+    (I - r s y^T) Hinv (I - r y s^T) + r s s^T, r = 1 / y^T s; O(p^2), in place of Hinv
+    (float64). Skipped (Hinv kept) unless y^T s > 0, which keeps it positive definite."""
+    sy = float(s @ y)
+    if not sy > 1e-300:
+        return Hinv
+    r = 1.0 / sy
+    hy = Hinv @ y
+    v = 0.5 * (r * r * float(y @ hy) + r) * s - r * hy  # the update is s v^T + v s^T
+    Hinv += np.outer(s, v)  # numpy's BLAS only: scipy's has its own threads, which contend
+    Hinv += np.outer(v, s)
+    return Hinv
+
+
+def add_point_to_inverse(Hinv, x, q):
+    """(H + x x^T (x) (diag(q) - q q^T))^{-1} from H^{-1} by Woodbury's identity: the
+    multinomial head's Hessian term of one point x~ (augmented) with class-1.. probabilities q.
+    The term is U U^T with U = x (x) A^{1/2}, rank <= C - 1; O(p^2 (C-1))."""
+    w, V = np.linalg.eigh(np.diag(q) - np.outer(q, q))
+    U = np.kron(x[:, None], V * np.sqrt(np.clip(w, 0.0, None)))
+    HU = Hinv @ U
+    return Hinv - HU @ np.linalg.solve(np.eye(U.shape[1]) + U.T @ HU, HU.T)
 
 
 UTILITIES = {"knn": KNNUtility, "logistic": LogisticUtility}
