@@ -161,20 +161,32 @@ def test_woodbury_point_update_equals_the_inverse_of_the_updated_hessian(C):
     np.testing.assert_allclose(got, np.linalg.inv(H_new), rtol=0, atol=1e-10 * np.abs(np.linalg.inv(H_new)).max())
 
 
-def test_bfgs_inverse_update_equals_the_textbook_product_and_meets_the_secant_equation():
-    from ads.valuers.utility import bfgs_inverse_update
+def test_compact_inverse_hessian_equals_textbook_bfgs_updates_one_by_one():
+    """InverseHessian (compact form) against the rank-two updates applied in turn, for
+    products and the folded matrix; the secant equation holds for the last pair; a pair with
+    y^T s <= 0 is skipped."""
+    from ads.valuers.utility import InverseHessian
 
     rng = np.random.default_rng(0)
-    A = rng.normal(size=(7, 7))
-    H = A @ A.T + np.eye(7)
-    s = rng.normal(size=7)
-    y = 0.7 * H @ s + 0.1 * rng.normal(size=7)
-    r, eye = 1.0 / (s @ y), np.eye(7)
-    want = (eye - r * np.outer(s, y)) @ H @ (eye - r * np.outer(y, s)) + r * np.outer(s, s)
-    got = bfgs_inverse_update(H.copy(), s, y)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(got @ y, s, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(bfgs_inverse_update(H.copy(), s, -s), H)  # y^T s <= 0: kept
+    p = 9
+    A = rng.normal(size=(p, p))
+    H0 = np.linalg.inv(A @ A.T + np.eye(p))
+    G = A @ A.T + 2 * np.eye(p)  # curvature the pairs come from
+    want, approx = H0.copy(), InverseHessian(H0.copy())
+    for i in range(5):
+        s = rng.normal(size=p)
+        y = G @ s + 0.05 * rng.normal(size=p)
+        if i == 2:
+            y = -s  # skipped
+        else:
+            r, eye = 1.0 / (s @ y), np.eye(p)
+            want = (eye - r * np.outer(s, y)) @ want @ (eye - r * np.outer(y, s)) + r * np.outer(s, s)
+        g = rng.normal(size=p)
+        approx.add(s, g, g + y)
+        np.testing.assert_allclose(approx.dot(g), want @ g, rtol=0, atol=1e-10)
+    assert len(approx.S) == 4
+    np.testing.assert_allclose(approx.dot(y), s, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(approx.fold(), want, rtol=0, atol=1e-10)
 
 
 def test_logistic_accuracy_of_a_subset_lacking_a_class_is_the_head_on_its_own_classes(digits_small):

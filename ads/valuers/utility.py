@@ -215,8 +215,8 @@ class LogisticUtility(Utility):
         probabilities under the previous head), a rank-(C-1) term that Woodbury's identity
         folds into H^{-1} in O(p^2 (C-1)) for p = (d+1)(C-1) parameters (Sherman-Morrison
         for two classes); each step then corrects H^{-1} by BFGS's rank-two update for how
-        the other points' curvature moved, and a backtracking search on F picks a. A prefix
-        costs a few gradient passes and no factorisation. H is formed and inverted afresh
+        the other points' curvature moved (:class:`InverseHessian`), and a backtracking
+        search on F picks a. A prefix costs a few gradient passes and no factorisation. H is formed and inverted afresh
         at the current iterate when the search fails or ``CHORD_ITER`` steps do not reach
         ``tol``, and a prefix that still has not converged is fitted from there by
         :class:`ads.influence.LogisticHead`. The
@@ -275,24 +275,25 @@ class LogisticUtility(Utility):
         z = Xa @ theta
         if self.C == 2:
             lse = np.logaddexp(0.0, z)
-            r = np.exp(z - lse) - Y
-        else:
-            lse = np.logaddexp.reduce(np.concatenate([np.zeros((len(z), 1)), z], axis=1), axis=1, keepdims=True)
-            r = np.exp(z - lse) - Y
+        else:  # log(1 + sum_c exp z_c), class 0's logit being 0
+            top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
+            lse = top + np.log(np.exp(-top) + np.exp(z - top).sum(axis=1, keepdims=True))
         f = float(lse.sum() - (Y * z).sum() + 0.5 * (self._pen * theta**2).sum())
-        return f, Xa.T @ r + self._pen * theta
+        return f, Xa.T @ (np.exp(z - lse) - Y) + self._pen * theta
 
     def _chord(self, subset, Xa, Y, theta, Hinv):
         """The head on ``subset`` (augmented rows ``Xa``, one-hot ``Y`` without class 0) from
         the previous prefix's (theta, H^{-1}); see :meth:`scan`. Returns (theta, H^{-1})."""
         x = Xa[-1]
-        Hinv = add_point_to_inverse(Hinv, x, self._residual(x[None], np.zeros((1, self.C - 1)), theta)[0])
+        q = self._residual(x[None], np.zeros((1, self.C - 1)), theta)[0]
+        Hinv = InverseHessian(add_point_to_inverse(Hinv, x, q))
         t = theta
         f, g = self._objective(Xa, Y, t)
+        g = g.reshape(-1)  # flat: the product cache keys on the object
         for attempt in range(2):  # the kept H^{-1}, then one formed afresh at the current iterate
             for _ in range(CHORD_ITER):
-                step = (Hinv @ g.reshape(-1)).reshape(t.shape)
-                slope, a = float((g * step).sum()), 1.0
+                step = Hinv.dot(g).reshape(t.shape)
+                slope, a = float(g @ step.reshape(-1)), 1.0
                 while True:  # backtracking (Armijo) on F; below rounding level any step is taken
                     t_new = t - a * step
                     f_new, g_new = self._objective(Xa, Y, t_new)
@@ -301,31 +302,69 @@ class LogisticUtility(Utility):
                     a /= 2
                 if a < 1e-3:
                     break
-                Hinv = bfgs_inverse_update(Hinv, (t_new - t).reshape(-1), (g_new - g).reshape(-1))
+                g_new = g_new.reshape(-1)
+                Hinv.add((t_new - t).reshape(-1), g, g_new)
                 size = a * float(np.abs(step).max())
                 t, f, g = t_new, f_new, g_new
                 if size < self._head.tol:
-                    return t, Hinv
+                    return t, Hinv.fold()
             if attempt == 0:
-                Hinv = self._refresh(Xa, t)[1]
+                Hinv = InverseHessian(self._refresh(Xa, t)[1])
                 self.refreshes_ += 1
         self.refits_ += 1
         return self._refresh(Xa, self._fit(subset, t))
 
 
-def bfgs_inverse_update(Hinv, s, y):
-    """BFGS's update of an inverse Hessian from a step s and the gradient change y:
-    (I - r s y^T) Hinv (I - r y s^T) + r s s^T, r = 1 / y^T s; O(p^2), in place of Hinv
-    (float64). Skipped (Hinv kept) unless y^T s > 0, which keeps it positive definite."""
-    sy = float(s @ y)
-    if not sy > 1e-300:
-        return Hinv
-    r = 1.0 / sy
-    hy = Hinv @ y
-    v = 0.5 * (r * r * float(y @ hy) + r) * s - r * hy  # the update is s v^T + v s^T
-    Hinv += np.outer(s, v)  # numpy's BLAS only: scipy's has its own threads, which contend
-    Hinv += np.outer(v, s)
-    return Hinv
+class InverseHessian:
+    """An inverse-Hessian approximation H0 + W^T M W: a dense H0 and the BFGS pairs (s, y)
+    added since, in Byrd, Nocedal & Schnabel's (1994) compact form, W^T = [S, H0 Y],
+
+        M = [[R^-T (D + Y^T H0 Y) R^-1, -R^-T], [-R^-1, 0]],  R = triu(S^T Y), D = diag(S^T Y),
+
+    which equals applying BFGS's update (I - r s y^T) H (I - r y s^T) + r s s^T,
+    r = 1 / y^T s, for each pair in turn. A product costs O(p^2 + p m) for m pairs, and
+    :meth:`fold` merges the pairs into H0 with one O(p^2 m) matrix product instead of m
+    rank-two passes over H0. Pairs with y^T s <= 0 are skipped (H stays positive definite)."""
+
+    def __init__(self, H0):
+        self.H0, self.S, self.Y, self.HY, self.W, self.M = H0, [], [], [], None, None
+        self._last = (None, None)  # (g, H0 g) of the last product: H0 is read once per step
+
+    def _h0(self, g):
+        if self._last[0] is not g:
+            self._last = (g, self.H0 @ g)
+        return self._last[1]
+
+    def add(self, s, g_old, g_new) -> None:
+        """The pair (s, y = g_new - g_old), g_old the vector of the last :meth:`dot`."""
+        y = g_new - g_old
+        if not float(s @ y) > 1e-300:
+            return
+        self.S.append(s)
+        self.Y.append(y)
+        h_old = self._h0(g_old)  # cached by the last dot; H0 g_new is cached for the next one
+        self.HY.append(self._h0(g_new) - h_old)
+        S, Yk, HY = np.array(self.S), np.array(self.Y), np.array(self.HY)
+        SY = S @ Yk.T
+        Ri = np.linalg.inv(np.triu(SY))
+        m = len(S)
+        self.M = np.zeros((2 * m, 2 * m))
+        self.M[:m, :m] = Ri.T @ (np.diag(np.diag(SY)) + Yk @ HY.T) @ Ri
+        self.M[:m, m:] = -Ri.T
+        self.M[m:, :m] = -Ri
+        self.W = np.vstack([S, HY])
+
+    def dot(self, g):
+        out = self._h0(g).copy()
+        if self.W is not None:
+            out += self.W.T @ (self.M @ (self.W @ g))
+        return out
+
+    def fold(self):
+        """H0 + W^T M W as a dense array (H0 updated in place)."""
+        if self.W is not None:
+            self.H0 += self.W.T @ (self.M @ self.W)
+        return self.H0
 
 
 def add_point_to_inverse(Hinv, x, q):
