@@ -147,18 +147,25 @@ def test_three_class_logistic_utility_scan_equals_fits_from_scratch(digits_small
 
 
 @pytest.mark.parametrize("C", [2, 4])
-def test_woodbury_point_update_equals_the_inverse_of_the_updated_hessian(C):
+def test_woodbury_point_term_gives_the_inverse_of_the_updated_hessian(C):
+    """point_term's H^-1 + L D L^T against inverting the Hessian with the point added, and
+    InverseHessian folding it (no BFGS pairs) gives the same matrix."""
     from ads.influence import _hessian, _proba
-    from ads.valuers.utility import add_point_to_inverse
+    from ads.valuers.utility import InverseHessian, point_term
 
     rng = np.random.default_rng(C)
     Xa = np.hstack([rng.normal(size=(30, 5)), np.ones((30, 1))])
     theta = rng.normal(size=(6, C - 1))
     pen = np.r_[np.ones(5), 0.0][:, None]
     H = _hessian(Xa[:-1], _proba(Xa[:-1], theta), np.ones(29), pen)
-    H_new = H + _hessian(Xa[-1:], _proba(Xa[-1:], theta), np.ones(1), 0 * pen)
-    got = add_point_to_inverse(np.linalg.inv(H), Xa[-1], _proba(Xa[-1:], theta)[0, 1:])
-    np.testing.assert_allclose(got, np.linalg.inv(H_new), rtol=0, atol=1e-10 * np.abs(np.linalg.inv(H_new)).max())
+    want = np.linalg.inv(H + _hessian(Xa[-1:], _proba(Xa[-1:], theta), np.ones(1), 0 * pen))
+    L, D = point_term(np.linalg.inv(H), Xa[-1], _proba(Xa[-1:], theta)[0, 1:])
+    tol = 1e-10 * np.abs(want).max()
+    np.testing.assert_allclose(np.linalg.inv(H) + L @ D @ L.T, want, rtol=0, atol=tol)
+    g = rng.normal(size=len(want))
+    approx = InverseHessian(np.linalg.inv(H), (L, D))
+    np.testing.assert_allclose(approx.dot(g), want @ g, rtol=0, atol=tol * 10)
+    np.testing.assert_allclose(approx.fold(), want, rtol=0, atol=tol)
 
 
 def test_compact_inverse_hessian_equals_textbook_bfgs_updates_one_by_one():

@@ -221,7 +221,8 @@ class LogisticUtility(Utility):
         ``tol``, and a prefix that still has not converged is fitted from there by
         :class:`ads.influence.LogisticHead`. The
         fixed point is grad F = 0 either way: the same minimiser (to ``tol``); the kept
-        H^{-1} only sets how fast the steps get there. Heads with more parameters than
+        H^{-1} only sets how fast the steps get there, so it is kept in float32 (half the
+        memory traffic; F and its gradient are float64). Heads with more parameters than
         :data:`ads.influence.EXACT_MAX` are refitted by L-BFGS from the previous head."""
         from ads.influence import _augment
 
@@ -254,13 +255,13 @@ class LogisticUtility(Utility):
         return out
 
     def _refresh(self, Xa, theta):
-        """(theta, H^{-1}) with the Hessian of F on the rows ``Xa`` formed at ``theta``."""
-        import scipy.linalg as sla
-
+        """(theta, H^{-1}) with the Hessian of F on the rows ``Xa`` formed at ``theta``;
+        H^{-1} in float32, as :meth:`scan` keeps it (numpy's LAPACK: scipy's own threads
+        would contend with numpy's in the loop)."""
         from ads.influence import _hessian, _proba
 
-        H = _hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), self._pen)
-        return theta, sla.cho_solve(sla.cho_factor(H), np.eye(len(H)))
+        Hinv = np.linalg.inv(_hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), self._pen))
+        return theta, (0.5 * (Hinv + Hinv.T)).astype(np.float32)
 
     def _residual(self, Xa, Y, theta):
         """p_c(x) - [y = c] for classes c >= 1, (n, C-1)."""
@@ -286,7 +287,7 @@ class LogisticUtility(Utility):
         the previous prefix's (theta, H^{-1}); see :meth:`scan`. Returns (theta, H^{-1})."""
         x = Xa[-1]
         q = self._residual(x[None], np.zeros((1, self.C - 1)), theta)[0]
-        Hinv = InverseHessian(add_point_to_inverse(Hinv, x, q))
+        Hinv = InverseHessian(Hinv, point_term(Hinv, x, q))  # merged with the step's BFGS pairs
         t = theta
         f, g = self._objective(Xa, Y, t)
         g = g.reshape(-1)  # flat: the product cache keys on the object
@@ -324,15 +325,23 @@ class InverseHessian:
     which equals applying BFGS's update (I - r s y^T) H (I - r y s^T) + r s s^T,
     r = 1 / y^T s, for each pair in turn. A product costs O(p^2 + p m) for m pairs, and
     :meth:`fold` merges the pairs into H0 with one O(p^2 m) matrix product instead of m
-    rank-two passes over H0. Pairs with y^T s <= 0 are skipped (H stays positive definite)."""
+    rank-two passes over H0. Pairs with y^T s <= 0 are skipped (H stays positive definite).
+    H0 may be float32 (products are formed in H0's dtype, returned in float64), and may
+    carry a symmetric low-rank term L D L^T not yet merged (``low`` = (L, D), from
+    :func:`point_term`): the BFGS pairs then start from H0 + L D L^T, and :meth:`fold`
+    merges both in the same product."""
 
-    def __init__(self, H0):
-        self.H0, self.S, self.Y, self.HY, self.W, self.M = H0, [], [], [], None, None
+    def __init__(self, H0, low=None):
+        self.H0, self.low, self.S, self.Y, self.HY, self.W, self.M = H0, low, [], [], [], None, None
         self._last = (None, None)  # (g, H0 g) of the last product: H0 is read once per step
 
     def _h0(self, g):
         if self._last[0] is not g:
-            self._last = (g, self.H0 @ g)
+            h = (self.H0 @ g.astype(self.H0.dtype)).astype(np.float64)
+            if self.low is not None:
+                L, D = self.low
+                h += L @ (D @ (L.T @ g))
+            self._last = (g, h)
         return self._last[1]
 
     def add(self, s, g_old, g_new) -> None:
@@ -361,20 +370,26 @@ class InverseHessian:
         return out
 
     def fold(self):
-        """H0 + W^T M W as a dense array (H0 updated in place)."""
-        if self.W is not None:
-            self.H0 += self.W.T @ (self.M @ self.W)
+        """H0 + L D L^T + W^T M W as a dense array (H0 updated in place)."""
+        blocks = ([self.low] if self.low is not None else []) + ([(self.W.T, self.M)] if self.W is not None else [])
+        if blocks:
+            from scipy.linalg import block_diag  # plain numpy inside: no BLAS threads
+
+            L, D = np.hstack([b[0] for b in blocks]), block_diag(*[b[1] for b in blocks])
+            dt = self.H0.dtype
+            self.H0 += L.astype(dt) @ (D @ L.T).astype(dt)
         return self.H0
 
 
-def add_point_to_inverse(Hinv, x, q):
-    """(H + x x^T (x) (diag(q) - q q^T))^{-1} from H^{-1} by Woodbury's identity: the
-    multinomial head's Hessian term of one point x~ (augmented) with class-1.. probabilities q.
-    The term is U U^T with U = x (x) A^{1/2}, rank <= C - 1; O(p^2 (C-1))."""
+def point_term(Hinv, x, q):
+    """(L, D) with (H + x x^T (x) (diag(q) - q q^T))^{-1} = H^{-1} + L D L^T, by Woodbury's
+    identity: the multinomial head's Hessian term of one point x~ (augmented) with class-1..
+    probabilities q is U U^T, U = x (x) A^{1/2} (rank <= C - 1), so L = H^{-1} U and
+    D = -(I + U^T H^{-1} U)^{-1}; O(p^2 (C-1)), one pass over Hinv. L is float64."""
     w, V = np.linalg.eigh(np.diag(q) - np.outer(q, q))
     U = np.kron(x[:, None], V * np.sqrt(np.clip(w, 0.0, None)))
-    HU = Hinv @ U
-    return Hinv - HU @ np.linalg.solve(np.eye(U.shape[1]) + U.T @ HU, HU.T)
+    L = (Hinv @ U.astype(Hinv.dtype)).astype(np.float64)
+    return L, -np.linalg.inv(np.eye(U.shape[1]) + U.T @ L)
 
 
 UTILITIES = {"knn": KNNUtility, "logistic": LogisticUtility}
