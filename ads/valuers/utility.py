@@ -216,10 +216,10 @@ class LogisticUtility(Utility):
         folds into H^{-1} in O(p^2 (C-1)) for p = (d+1)(C-1) parameters (Sherman-Morrison
         for two classes); each step then corrects H^{-1} by BFGS's rank-two update for how
         the other points' curvature moved (:class:`InverseHessian`), and a backtracking
-        search on F picks a. A prefix costs a few gradient passes and no factorisation. H is formed and inverted afresh
-        at the current iterate when the search fails or ``CHORD_ITER`` steps do not reach
-        ``tol``, and a prefix that still has not converged is fitted from there by
-        :class:`ads.influence.LogisticHead`. The
+        search on F picks a. A prefix costs a few gradient passes and no factorisation.
+        H is formed and inverted afresh at the current iterate when the search fails or
+        ``CHORD_ITER`` steps do not reach ``tol``, and a prefix that still has not
+        converged is fitted from there by :class:`ads.influence.LogisticHead`. The
         fixed point is grad F = 0 either way: the same minimiser (to ``tol``); the kept
         H^{-1} only sets how fast the steps get there, so it is kept in float32 (half the
         memory traffic; F and its gradient are float64). Heads with more parameters than
@@ -263,14 +263,6 @@ class LogisticUtility(Utility):
         Hinv = np.linalg.inv(_hessian(Xa, _proba(Xa, theta), np.ones(len(Xa)), self._pen))
         return theta, (0.5 * (Hinv + Hinv.T)).astype(np.float32)
 
-    def _residual(self, Xa, Y, theta):
-        """p_c(x) - [y = c] for classes c >= 1, (n, C-1)."""
-        from ads.influence import _proba
-
-        if self.C == 2:
-            return 1.0 / (1.0 + np.exp(-np.clip(Xa @ theta, -500, 500))) - Y
-        return _proba(Xa, theta)[:, 1:] - Y
-
     def _objective(self, Xa, Y, theta):
         """F(theta) on the rows ``Xa`` and its gradient, in one pass."""
         z = Xa @ theta
@@ -285,8 +277,10 @@ class LogisticUtility(Utility):
     def _chord(self, subset, Xa, Y, theta, Hinv):
         """The head on ``subset`` (augmented rows ``Xa``, one-hot ``Y`` without class 0) from
         the previous prefix's (theta, H^{-1}); see :meth:`scan`. Returns (theta, H^{-1})."""
+        from ads.influence import _proba
+
         x = Xa[-1]
-        q = self._residual(x[None], np.zeros((1, self.C - 1)), theta)[0]
+        q = _proba(x[None], theta)[0, 1:]
         Hinv = InverseHessian(Hinv, point_term(Hinv, x, q))  # merged with the step's BFGS pairs
         t = theta
         f, g = self._objective(Xa, Y, t)
