@@ -198,7 +198,7 @@ def _setup_logging(quiet):
     for h in list(logger.handlers):
         if getattr(h, "_ads_cli", False):
             logger.removeHandler(h)
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler = logging.StreamHandler(sys.stderr)  # the stream of this invocation (CliRunner swaps it)
     handler._ads_cli = True
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)

@@ -17,8 +17,10 @@ code. torch's dense layers run on MKL, whose kernels follow the CPU unless MKL_C
 (COMPATIBLE: the same SSE2 code path on every x86 CPU), and numpy's OpenBLAS likewise unless
 OPENBLAS_CORETYPE does; both are now pinned and kmedians@0.1 re-recorded under them on
 2026-12-06 (the AMD machine; every other pick unchanged). K-Medians' seeding is the one
-strategy here that turns ~1e-6 into other picks; a break of that entry alone on a new CPU
-means kernels still differ, a break of any other entry means behaviour changed.
+strategy here that turns ~1e-6 into other picks; on 2026-12-07 a fresh install on the same
+AMD machine gave one other pick again, so that entry is now compared as a set with a stated
+floor (``KMEDIANS_CNN_KEEP``) and every other entry exactly: a break of any other entry means
+behaviour changed.
 """
 
 from __future__ import annotations
@@ -129,11 +131,24 @@ def test_golden_scorer_variants(tmp_path_factory):
         assert _picks(root, "coreset", 0.1, 40, extra) == want[name], f"variant {name}: picks changed"
 
 
+# The one entry of the CNN case compared as a set: K-Medians' seeding turns the CNN's ~1e-6
+# float32 differences between package builds and CPUs into an other pick now and then (see the
+# module docstring: pinned kernels were not enough, and CI installs today's wheels). At least
+# KMEDIANS_CNN_KEEP of its 40 picks must be the recorded ones (39 on 2026-12-07, a fresh
+# install on the AMD machine; a behaviour change moves far more), every other entry exactly.
+KMEDIANS_CNN_KEEP = 36
+
+
 @pytest.mark.network
 def test_golden_mnist_images():
     got, want = _case_picks_portable("mnist-images"), _golden()["mnist-images"]
     for key in want:
-        assert got[key] == want[key], f"mnist-images: {key} picks changed"
+        if key == "kmedians@0.1":
+            same = len(set(got[key]) & set(want[key]))
+            assert len(got[key]) == len(want[key]) and same >= KMEDIANS_CNN_KEEP, (
+                f"mnist-images: {key} keeps {same} of {len(want[key])} recorded picks")
+        else:
+            assert got[key] == want[key], f"mnist-images: {key} picks changed"
 
 
 def _all_picks(case: str) -> dict:
