@@ -146,6 +146,8 @@ def run_dataset(name, seed, args, peers):
                 extra = (budget, args.peer_timeout) if peer == "pydvl" and method in ("tmc-shapley", "beta-shapley") else (budget,)
                 res = run_peer(python, HERE / "peers" / RUNNERS[peer], npz, method, Path(tmp) / "v.npy",
                                args.peer_timeout + 60, extra=extra)
+                if "na" not in res and not np.isfinite(res["values"]).all():  # e.g. OpenDataVal's Beta on SMS seed 1
+                    res = {"na": f"{int((~np.isfinite(res['values'])).sum())} non-finite values"}
                 if "na" in res:
                     rows[key] = {"na": res["na"]}
                     log.info("  %-40s n/a (%s)", key, res["na"])
