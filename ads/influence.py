@@ -275,10 +275,12 @@ def loo_params(head: LogisticHead, X, y, rows, *, max_iter: int = 100, tol: floa
     Newton-type steps from theta^ with the Hessian downdated by point i's block
     (H - x~ x~^T (x) A_i, A_i = diag(q_i) - q_i q_i^T, inverted by Woodbury from H^{-1}),
     and halved per model until F - l_i decreases, iterated until the model's step is below
-    ``tol`` or ``max_iter``: every model is retrained (nearly) to convergence, many points at a
-    time, and a model that has converged leaves the block (most need 6-7 steps, a few 15). These chord steps converge linearly; on near-separable data a high-leverage
-    point can stop at a parameter error near 1e-6 (validation metric error ~1e-8). Exact Hessian only (``head.n_params_ <= head.exact_max``);
-    pass ``Hinv = inv(hessian(head, X))`` when calling it for several blocks of rows.
+    ``tol`` or ``max_iter``: every model is retrained (nearly) to convergence, many points at
+    a time, and a model that has converged leaves the block (most need 6-7 steps, a few 15).
+    These chord steps converge linearly; on near-separable data a high-leverage point can
+    stop at a parameter error near 1e-6 (validation metric error ~1e-8). Exact Hessian only
+    (``head.n_params_ <= head.exact_max``); pass ``Hinv = inv(hessian(head, X))`` when
+    calling it for several blocks of rows.
     """
     Xa = _augment(X)
     rows = np.asarray(rows, dtype=np.int64)
@@ -306,8 +308,8 @@ def loo_params(head: LogisticHead, X, y, rows, *, max_iter: int = 100, tol: floa
         return -(keep[models] * ll).sum(axis=1) + 0.5 * (pen[None] * th**2).sum(axis=(1, 2)), P
 
     thetas = np.repeat(theta[None], B, axis=0)
-    f, P = objective(thetas, np.arange(B))
     act = np.arange(B)  # models still moving; a model leaves once its step is below tol
+    f, P = objective(thetas, act)
     for _ in range(max_iter):
         th, xr = thetas[act], x[act]
         R = P[:, :, 1:] - Y[None, :, 1:]
