@@ -89,7 +89,8 @@ def run_ours(name, data, y_noisy, seed, args):
     params = dict(params)
     if method in ("tmc-shapley", "beta-shapley"):
         logistic = params.get("utility") == "logistic"
-        params.update(max_permutations=args.logistic_permutations if logistic else args.permutations, progress=False)
+        params.setdefault("max_permutations", args.logistic_permutations if logistic else args.permutations)
+        params["progress"] = False
     elif method == "dvrl":
         params.update(iterations=args.dvrl_iterations, progress=False)
     else:
@@ -225,7 +226,34 @@ def markdown(results, args, meta) -> str:
             ours = agg.get(f"ours: {SAME[m]}")
             o = "not run" if ours is None or "na" in ours else f"{ours['auc']:.3f}, {ours['seconds']:.2f} s ({SAME[m]})"
             out.append(f"| {m} | {o} | {cells[0]} | {cells[1]} |")
+        out += budget_table(agg, args)
     return "\n".join(out) + "\n"
+
+
+def budget_table(agg, args) -> list[str]:
+    """For each peer row: the fastest of our rows of the same method (any setting run, e.g. a
+    smaller permutation budget) whose mean AUC is equal or better, and the peer's seconds over
+    its seconds: the issue's "runtime at equal or better detection"."""
+    out = ["\n**Same method at equal or better detection**: for each peer row, our fastest row of that method "
+           "(any setting in this run) with a mean AUC at least the peer's, and peer seconds / ours.\n",
+           "| method | peer | peer AUC, seconds | our fastest row at ≥ its AUC | ratio |", "|---|---|---|---|---|"]
+    for m in args.peer_methods:
+        mine = [k for k in agg if k.startswith("ours: ") and OURS[k[6:]][0] == m and "na" not in agg[k]]
+        for peer in ("pyDVL", "OpenDataVal"):
+            p = agg.get(f"{peer}: {m}")
+            if p is None or "na" in p:
+                continue
+            good = sorted((k for k in mine if agg[k]["auc"] >= p["auc"]), key=lambda k: agg[k]["seconds"])
+            if not good:
+                out.append(f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | none of ours | – |")
+                continue
+            o = agg[good[0]]
+            r = p["seconds"] / max(o["seconds"], 1e-9)
+            out.append(f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | {good[0][6:]}: {o['auc']:.3f}, "
+                       f"{o['seconds']:.2f} s | {r:.0f}× |" if r >= 10 else
+                       f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | {good[0][6:]}: {o['auc']:.3f}, "
+                       f"{o['seconds']:.2f} s | {r:.1f}× |")
+    return out
 
 
 def main(argv=None):

@@ -66,6 +66,18 @@ CONFIGS = [
     ("data-oob", "extra trees, 50, full depth, score p(y|x)", dict(max_depth=None)),
     ("data-oob", "CART trees, 50, depth 8, score p(y|x)", dict(learner="tree")),
     ("data-oob", "CART trees, 200, depth 8, score p(y|x)", dict(learner="tree", n_estimators=200)),
+    # small budgets: how few permutations keep the detection of a peer that truncates early
+    ("tmc-shapley", "log-lik, 1 chain, 1 perm., trunc. 0.01", dict(LOG, metric="loss", n_chains=1, max_permutations=1)),
+    ("tmc-shapley", "log-lik, 1 chain, 1 perm., trunc. 0.05", dict(LOG, metric="loss", n_chains=1, max_permutations=1,
+                                                                   truncation=0.05)),
+    ("tmc-shapley", "log-lik, 1 chain, 2 perm., trunc. 0.05", dict(LOG, metric="loss", n_chains=1, max_permutations=2,
+                                                                   truncation=0.05)),
+    ("tmc-shapley", "log-lik, 1 chain, 1 perm., trunc. 0.1", dict(LOG, metric="loss", n_chains=1, max_permutations=1,
+                                                                  truncation=0.1)),
+    ("tmc-shapley", "log-lik, 1 chain, 4 perm., trunc. 0.1", dict(LOG, metric="loss", n_chains=1, max_permutations=4,
+                                                                  truncation=0.1)),
+    ("tmc-shapley", "accuracy, 1 chain, 1 perm., trunc. 0.01", dict(LOG, metric="accuracy", n_chains=1,
+                                                                    max_permutations=1)),
 ]
 
 
