@@ -218,9 +218,7 @@ def markdown(results, args, meta) -> str:
                 elif ours is None or "na" in ours:
                     cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s")
                 else:
-                    r = p["seconds"] / max(ours["seconds"], 1e-9)
-                    cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s ({r:.0f}×)" if r >= 10 else
-                                 f"{p['auc']:.3f}, {p['seconds']:.2f} s ({r:.1f}×)")
+                    cells.append(f"{p['auc']:.3f}, {p['seconds']:.2f} s ({ratio(p['seconds'], ours['seconds'])})")
                 if p is not None and "na" not in p and p.get("reused"):
                     cells[-1] += " †"
             ours = agg.get(f"ours: {SAME[m]}")
@@ -248,12 +246,15 @@ def budget_table(agg, args) -> list[str]:
                 out.append(f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | none of ours | – |")
                 continue
             o = agg[good[0]]
-            r = p["seconds"] / max(o["seconds"], 1e-9)
             out.append(f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | {good[0][6:]}: {o['auc']:.3f}, "
-                       f"{o['seconds']:.2f} s | {r:.0f}× |" if r >= 10 else
-                       f"| {m} | {peer} | {p['auc']:.3f}, {p['seconds']:.2f} s | {good[0][6:]}: {o['auc']:.3f}, "
-                       f"{o['seconds']:.2f} s | {r:.1f}× |")
+                       f"{o['seconds']:.2f} s | {ratio(p['seconds'], o['seconds'])} |")
     return out
+
+
+def ratio(peer_s: float, ours_s: float) -> str:
+    """Peer seconds over ours as the tables print it: whole numbers from 10× up, one decimal below."""
+    r = peer_s / max(ours_s, 1e-9)
+    return f"{r:.0f}×" if r >= 10 else f"{r:.1f}×"
 
 
 def main(argv=None):
