@@ -51,6 +51,9 @@ OURS = {
     "tmc-shapley (knn)": ("tmc-shapley", {}),
     "tmc-shapley (logistic)": ("tmc-shapley", {"utility": "logistic"}),
     "tmc-shapley (logistic acc.)": ("tmc-shapley", {"utility": "logistic", "metric": "accuracy"}),
+    # a budget row: one chain of 10 permutations, each scanned to position 100 only
+    "tmc-shapley (logistic; 100 positions)": ("tmc-shapley", {"utility": "logistic", "n_chains": 1, "max_positions": 100,
+                                                              "max_permutations": 10}),
     "beta-shapley 16/1 (knn)": ("beta-shapley", {}),
     "beta-shapley 16/1 (logistic)": ("beta-shapley", {"utility": "logistic"}),
     "data-oob": ("data-oob", {}),

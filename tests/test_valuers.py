@@ -107,6 +107,37 @@ def test_beta_shapley_weight_cutoff_estimates_the_semivalue_without_large_subset
     assert (np.abs(full - cut) > 5 * v.stderr_).all()  # a different target, told apart at this precision
 
 
+def test_tmc_max_positions_estimates_shapley_over_small_subsets(digits_small):
+    """max_positions = 3 on n = 8: each permutation's first 3 positions are scanned, so the
+    estimate is the Shapley semivalue over subsets of at most 2 points (enumerated with the
+    later weights 0), within 4 stderr, told apart from the full Shapley value;
+    dropped_weight_ is the left-out mass 5/8. A cap above n changes nothing."""
+    X, y = digits_small
+    x_tr, y_tr, x_va, y_va = X[40:48], y[40:48], X[200:230], y[200:230]
+    util = knn_utility_mean(x_tr, y_tr, x_va, y_va, 3)
+    cut = enumerate_semivalue(8, util, max_size=3)
+    full = enumerate_semivalue(8, util)
+    params = dict(k=3, truncation=0.0, max_permutations=20000, min_permutations=20000, random_state=1, progress=False)
+    v = make_valuer("tmc-shapley", max_positions=3, **params).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
+    assert v.positions_ == 3
+    assert v.dropped_weight_ == pytest.approx(5 / 8)
+    err = np.abs(v.values_ - cut)
+    assert (err <= 4 * v.stderr_ + 1e-12).all(), (err, v.stderr_)
+    assert (np.abs(full - cut) > 5 * v.stderr_).any()
+    params.update(max_permutations=50, min_permutations=50)
+    big = make_valuer("tmc-shapley", max_positions=9, **params).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
+    none = make_valuer("tmc-shapley", **params).fit(x_tr, y_tr, x_va, y_va, n_classes=3)
+    assert big.positions_ == 8
+    np.testing.assert_array_equal(big.values_, none.values_)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
+def test_tmc_max_positions_rejects_non_positive_ints(digits_small, bad):
+    X, y = digits_small
+    with pytest.raises(ParameterError, match="max_positions"):
+        make_valuer("tmc-shapley", max_positions=bad, progress=False).fit(X[:8], y[:8], X[200:230], y[200:230])
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "loss"])
 def test_logistic_utility_scan_equals_fits_from_scratch(cancer, metric):
     """The warm-started chord-Newton scan of the binary logistic utility gives the marginal

@@ -16,7 +16,9 @@ averages these over permutations (n P(j) = 1 for Shapley: Ghorbani & Zou's Algor
 Truncation (Algorithm 1): once |V(D) - V(prefix)| < truncation * |V(D)| the rest of the
 permutation contributes 0 (0 = no truncation, unbiased). ``weight_tol`` > 0 skips the
 positions whose weight n P(j) is below weight_tol x the largest (Beta Shapley's late
-positions), which estimates the semivalue with those weights set to 0. Permutations are drawn in
+positions), which estimates the semivalue with those weights set to 0; ``max_positions`` caps
+the positions scanned outright (a budget: the semivalue over subsets of fewer than
+max_positions points). Permutations are drawn in
 rounds; each round runs ``n_chains`` independent chains of ``batch`` permutations (seeded
 by (seed, round, chain), so the result does not depend on ``n_jobs``), in parallel with
 joblib. Convergence, checked after each round once ``min_permutations`` are done:
@@ -79,7 +81,7 @@ class MonteCarloSemivalue(Valuer):
     beta: float = 1.0
 
     def __init__(self, utility: str = "knn", k: int = 10, metric: str = "loss", lam: float = 1.0,
-                 truncation: float = 0.01, weight_tol: float = 0.0, convergence: str = "relative", rtol: float = 0.05, rhat: float = 1.05,
+                 truncation: float = 0.01, weight_tol: float = 0.0, max_positions: int | None = None, convergence: str = "relative", rtol: float = 0.05, rhat: float = 1.05,
                  min_permutations: int = 100, max_permutations: int = 1000, batch: int = 16, n_chains: int = 4,
                  n_jobs: int | None = 1, random_state=None, progress: bool = True):
         self.utility = utility
@@ -88,6 +90,7 @@ class MonteCarloSemivalue(Valuer):
         self.lam = lam
         self.truncation = truncation
         self.weight_tol = weight_tol
+        self.max_positions = max_positions
         self.convergence = convergence
         self.rtol = rtol
         self.rhat = rhat
@@ -106,6 +109,8 @@ class MonteCarloSemivalue(Valuer):
             raise ParameterError(f"The 'truncation' parameter of {owner} must be a number >= 0. Got {self.truncation!r}.")
         if isinstance(self.weight_tol, bool) or not isinstance(self.weight_tol, (int, float)) or not 0 <= self.weight_tol < 1:
             raise ParameterError(f"The 'weight_tol' parameter of {owner} must be a number in [0, 1). Got {self.weight_tol!r}.")
+        if self.max_positions is not None:
+            check_int(self.max_positions, "max_positions", owner, min_value=1)
         check_positive_float(self.rtol, "rtol", owner)
         if not (isinstance(self.rhat, (int, float)) and self.rhat > 1):
             raise ParameterError(f"The 'rhat' parameter of {owner} must be a number > 1. Got {self.rhat!r}.")
@@ -127,6 +132,8 @@ class MonteCarloSemivalue(Valuer):
         util = make_utility(self.utility, k=self.k, metric=self.metric, lam=self.lam).bind(X, y, X_val, y_val, C)
         weights = position_weights(n, self.alpha, self.beta)
         stop = weight_cutoff(weights, float(self.weight_tol))
+        if self.max_positions is not None:
+            stop = min(stop, int(self.max_positions))
         self.positions_ = stop
         self.dropped_weight_ = float(weights[stop:].sum() / n)  # P(position > stop): the mass left out
         sums, sq = np.zeros((nc, n)), np.zeros((nc, n))
@@ -210,6 +217,16 @@ class TMCShapleyValuer(MonteCarloSemivalue):
         weights set to 0; the left-out probability mass sum_{j > stop} P(j) is
         ``dropped_weight_`` (Beta(16, 1), n = 1,000, 1e-3: positions 1..372 are scanned and
         6e-4 of the mass is left out). No effect for Shapley (all weights 1).
+    max_positions : int, optional
+        Scan at most the first ``max_positions`` positions of each permutation (a fixed
+        budget of refits per permutation; None = no cap). This estimates the semivalue over
+        subsets of fewer than max_positions points (later weights set to 0, mass left out in
+        ``dropped_weight_``): small prefixes are where a flipped label's harm shows, and
+        with the log-likelihood utility the performance truncation above seldom triggers,
+        so each permutation otherwise refits all n prefixes. On SMS spam (2,000 points,
+        20 % flipped, seed 1) 100 positions x 10 permutations found flipped labels with AUC
+        0.67 in about 2 s, against 0.86 in about 18 s for the full scan
+        (benchmarks/results/valuers_tmc_budget.md).
     convergence : {"relative", "gelman-rubin"}; rtol (0.05), rhat (1.05)
     min_permutations, max_permutations : int, default 100, 1000
     batch, n_chains : int, default 16, 4
