@@ -78,6 +78,23 @@ CONFIGS = [
                                                                   truncation=0.1)),
     ("tmc-shapley", "accuracy, 1 chain, 1 perm., trunc. 0.01", dict(LOG, metric="accuracy", n_chains=1,
                                                                     max_permutations=1)),
+    # position caps (max_positions): a fixed budget of refits per permutation, small prefixes only
+    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=100)),
+    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=100)),
+    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 50 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=50)),
+    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 50 positions", dict(LOG, n_chains=1, max_permutations=20, max_positions=50)),
+    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 25 positions", dict(LOG, n_chains=1, max_permutations=20, max_positions=25)),
+    ("tmc-shapley", "log-lik, 1 chain, 40 perm., 25 positions", dict(LOG, n_chains=1, max_permutations=40, max_positions=25)),
+    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=200)),
+    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=400)),
+    ("tmc-shapley", "accuracy, 1 chain, 10 perm., 100 positions", dict(LOG, metric="accuracy", n_chains=1, max_permutations=10,
+                                                                       max_positions=100)),
+    ("tmc-shapley", "log-lik, 1 chain, 2 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=2, max_positions=400)),
+    ("tmc-shapley", "log-lik, 1 chain, 1 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=1, max_positions=400)),
+    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=200)),
+    ("tmc-shapley", "log-lik, 1 chain, 3 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=200)),
+    ("tmc-shapley", "log-lik, 1 chain, 2 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=2, max_positions=200)),
+    ("tmc-shapley", "log-lik, 1 chain, 3 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=100)),
 ]
 
 

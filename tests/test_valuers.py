@@ -131,6 +131,31 @@ def test_tmc_max_positions_estimates_shapley_over_small_subsets(digits_small):
     np.testing.assert_array_equal(big.values_, none.values_)
 
 
+def test_monte_carlo_permutations_are_not_the_callers_own_stream(digits_small):
+    """random_state = s must not make the first permutation default_rng(s).permutation(n), the
+    shuffle a caller flipping labels with the same seed draws (SeedSequence([s, 0, 0]) is
+    SeedSequence(s)): with K = 1, one permutation and one position, only the first point of
+    the permutation gets a value. Over 20 seeds it is the caller's first point at chance rate
+    (1/40) only, not every time."""
+    X, y = digits_small
+    x_tr, y_tr, x_va, y_va = X[:40], y[:40], X[200:260], y[200:260]
+    same = 0
+    for seed in range(20):
+        v = make_valuer("tmc-shapley", k=1, truncation=0.0, max_positions=1, n_chains=1, max_permutations=1,
+                        progress=False).fit(x_tr, y_tr, x_va, y_va, n_classes=3, random_state=seed)
+        first = np.flatnonzero(v.values_)
+        assert first.size == 1
+        same += int(first[0] == np.random.default_rng(seed).permutation(40)[0])
+    assert same <= 3, same
+
+
+def test_data_oob_bootstrap_is_not_the_callers_own_stream():
+    from ads.valuers.oob import bootstrap
+
+    for seed in range(5):
+        assert not np.array_equal(bootstrap(50, seed, 0)[0], np.random.default_rng(seed).integers(0, 50, 50))
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
 def test_tmc_max_positions_rejects_non_positive_ints(digits_small, bad):
     X, y = digits_small

@@ -61,6 +61,19 @@ def resolve_seed(own, fallback, owner: str) -> int:
     return int(np.random.default_rng(rs).integers(2**32))
 
 
+#: spawn-key tags of the valuers' random streams (one per valuer family)
+STREAMS = {"montecarlo": 0x7C5, "data-oob": 0x00B}
+
+
+def stream(seed: int, family: str, *key: int) -> np.random.Generator:
+    """The Generator of stream ``key`` of a valuer ``family`` under ``seed``: a SeedSequence
+    child with spawn key (tag, *key). Not ``default_rng([seed, *key])``: SeedSequence hashes
+    trailing zero words away, so ``[seed, 0, 0]`` is ``default_rng(seed)`` itself, the stream
+    a caller's own data shuffle (or label flip) with the same seed draws from. A valuer's first
+    permutation would then be the caller's shuffle, e.g. the flipped labels first."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[family], *key)))
+
+
 def progress_bar(total, desc: str, enabled: bool, unit: str = "it"):
     """tqdm on stderr (silent when ``enabled`` is False)."""
     from tqdm.auto import tqdm

@@ -20,7 +20,8 @@ positions), which estimates the semivalue with those weights set to 0; ``max_pos
 the positions scanned outright (a budget: the semivalue over subsets of fewer than
 max_positions points). Permutations are drawn in
 rounds; each round runs ``n_chains`` independent chains of ``batch`` permutations (seeded
-by (seed, round, chain), so the result does not depend on ``n_jobs``), in parallel with
+by (seed, round, chain) through :func:`ads.valuers.base.stream`, so the result does not depend on
+``n_jobs`` and no permutation is the caller's own ``default_rng(seed)`` shuffle), in parallel with
 joblib. Convergence, checked after each round once ``min_permutations`` are done:
 ``relative`` (Ghorbani & Zou 2019, Sec. 3.1, on the mean instead of per point so values
 near 0 do not stall it): mean_i |phi_t - phi_{t-1 round}| / mean_i |phi_t| < ``rtol``;
@@ -39,7 +40,7 @@ import numpy as np
 
 from ads._validation import check_choice, check_int, check_positive_float
 from ads.errors import ParameterError
-from ads.valuers.base import VALUERS, Valuer, check_fit_inputs, progress_bar, resolve_seed
+from ads.valuers.base import VALUERS, Valuer, check_fit_inputs, progress_bar, resolve_seed, stream
 from ads.valuers.utility import make_utility
 
 
@@ -65,7 +66,7 @@ def _chain_batch(utility, seed: int, round_: int, chain: int, size: int, weights
     (positions from ``stop`` on count 0)."""
     n = weights.size
     stop = n if stop is None else stop
-    rng = np.random.default_rng(np.random.SeedSequence([seed, round_, chain]))
+    rng = stream(seed, "montecarlo", round_, chain)
     perms = np.stack([rng.permutation(n) for _ in range(size)])
     contrib = utility.scan(perms[:, :stop], truncation) * weights[None, :stop]
     per = np.zeros((size, n))

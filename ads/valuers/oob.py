@@ -57,7 +57,7 @@ import numpy as np
 
 from ads._validation import check_choice, check_int, check_positive_float
 from ads.errors import ParameterError
-from ads.valuers.base import VALUERS, Valuer, check_fit_inputs, progress_bar, resolve_seed
+from ads.valuers.base import VALUERS, Valuer, check_fit_inputs, progress_bar, resolve_seed, stream
 
 #: Bagged logistic heads fitted together (memory: n x OOB_BLOCK x (C-1) floats a few times).
 OOB_BLOCK = 64
@@ -67,7 +67,7 @@ NEWTON_MAX = 2**24
 
 def bootstrap(n: int, seed: int, b: int):
     """In-bag row indices of estimator b (n draws with replacement) and its RNG."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, b]))
+    rng = stream(seed, "data-oob", b)
     return rng.integers(0, n, n), rng
 
 

@@ -72,7 +72,7 @@ class Utility:
         """Marginal contributions along each permutation, (P, n): entry [p, j] is
         V(pi_p[:j+1]) - V(pi_p[:j]). With ``truncation`` > 0 (Ghorbani & Zou 2019, Alg. 1)
         the rest of a permutation counts 0 once |V(D) - V(prefix)| < truncation |V(D)|."""
-        full, empty = self.full, self.empty
+        full, empty = (self.full if truncation > 0 else None), self.empty  # V(D): a fit, only when truncating
         out = np.zeros(perms.shape, dtype=np.float64)
         for p, perm in enumerate(perms):
             prev = empty
@@ -172,7 +172,15 @@ class LogisticUtility(Utility):
         self._pen[-1] = 0.0
         self._Xva = _augment(X_val)
         self.refreshes_ = self.refits_ = 0  # scan's Hessians formed afresh / prefixes refitted (this process)
+        self._full = None
         return self
+
+    @property
+    def full(self) -> float:
+        """V(D), fitted once per binding (every scan of a truncated run reads it)."""
+        if self._full is None:
+            self._full = self(np.arange(self.n))
+        return self._full
 
     def _score(self, theta) -> float:
         from ads.influence import metric_at
@@ -226,7 +234,7 @@ class LogisticUtility(Utility):
         :data:`ads.influence.EXACT_MAX` are refitted by L-BFGS from the previous head."""
         from ads.influence import _augment
 
-        full, empty = self.full, self.empty
+        full, empty = (self.full if truncation > 0 else None), self.empty
         big = (self.X.shape[1] + 1) * (self.C - 1) > self._head.exact_max  # no Hessian: warm refits
         out = np.zeros(perms.shape)
         for p, perm in enumerate(perms):
