@@ -54,6 +54,8 @@ OURS = {
     # a budget row: one chain of 10 permutations, each scanned to position 100 only
     "tmc-shapley (logistic; 100 positions)": ("tmc-shapley", {"utility": "logistic", "n_chains": 1, "max_positions": 100,
                                                               "max_permutations": 10}),
+    "tmc-shapley (logistic; 200 positions)": ("tmc-shapley", {"utility": "logistic", "n_chains": 1, "max_positions": 200,
+                                                              "max_permutations": 10}),
     "beta-shapley 16/1 (knn)": ("beta-shapley", {}),
     "beta-shapley 16/1 (logistic)": ("beta-shapley", {"utility": "logistic"}),
     "data-oob": ("data-oob", {}),
@@ -243,13 +245,15 @@ def budget_table(per_seed, args) -> list[str]:
     seed, because a peer that times out on some seeds would otherwise be averaged over others
     than ours. A timed-out peer is compared, as a lower bound, with our default row."""
     out = ["\n**Same method at equal or better detection**, per seed: for each peer row, our fastest row of that "
-           "method on the same seed (any setting in this run) with an AUC at least the peer's, and peer seconds / ours "
+           "method on the same seed and the peers' model (any setting in this run) with an AUC at least the peer's, and peer seconds / ours "
            "(> for a peer that timed out: a lower bound against our default row).\n",
            "| method | seed | peer | peer AUC, seconds | our fastest row at ≥ its AUC | ratio |", "|---|---|---|---|---|---|"]
     for m in args.peer_methods:
         for seed, r in per_seed:
             rows = r["rows"]
-            mine = [k for k in rows if k.startswith("ours: ") and OURS[k[6:]][0] == m and "na" not in rows[k]]
+            model = OURS[SAME[m]][1].get("utility")  # on the peers' model: a KNN-utility row is not compared
+            mine = [k for k in rows if k.startswith("ours: ") and OURS[k[6:]][0] == m and "na" not in rows[k]
+                    and OURS[k[6:]][1].get("utility") == model]
             for peer in ("pyDVL", "OpenDataVal"):
                 p = rows.get(f"{peer}: {m}")
                 if p is None:

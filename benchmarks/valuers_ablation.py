@@ -95,6 +95,15 @@ CONFIGS = [
     ("tmc-shapley", "log-lik, 1 chain, 3 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=200)),
     ("tmc-shapley", "log-lik, 1 chain, 2 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=2, max_positions=200)),
     ("tmc-shapley", "log-lik, 1 chain, 3 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=100)),
+    # looser prefix fits (fit_tol, LogisticHead's step tolerance; default 1e-8)
+    ("tmc-shapley", "log-lik, 10 perm., fit_tol 1e-3", dict(LOG, max_permutations=10, fit_tol=1e-3)),
+    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 200 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=10,
+                                                                                    max_positions=200, fit_tol=1e-3)),
+    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 100 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=10,
+                                                                                    max_positions=100, fit_tol=1e-3)),
+    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 200 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=20,
+                                                                                    max_positions=200, fit_tol=1e-3)),
+    ("tmc-shapley", "log-lik, 10 perm. (the default row)", dict(LOG, max_permutations=10)),
 ]
 
 

@@ -157,9 +157,10 @@ class LogisticUtility(Utility):
 
     name = "logistic"
 
-    def __init__(self, metric: str = "accuracy", lam: float = 1.0):
+    def __init__(self, metric: str = "accuracy", lam: float = 1.0, tol: float = 1e-8):
         self.metric = metric
         self.lam = lam
+        self.tol = tol  # the fits' step-size tolerance (LogisticHead's)
 
     def bind(self, X, y, X_val, y_val, n_classes):
         from ads.influence import LogisticHead, _augment
@@ -167,7 +168,7 @@ class LogisticUtility(Utility):
         check_choice(self.metric, ("accuracy", "loss"), "metric", "LogisticUtility")
         self.X, self.y, self.X_val, self.y_val, self.C = X, y, X_val, y_val, n_classes
         self.n = len(X)
-        self._head = LogisticHead(lam=self.lam, tol=1e-8)
+        self._head = LogisticHead(lam=self.lam, tol=self.tol)
         self._pen = np.full((X.shape[1] + 1, 1), float(self.lam))
         self._pen[-1] = 0.0
         self._Xva = _augment(X_val)
@@ -207,7 +208,7 @@ class LogisticUtility(Utility):
             return float(np.mean(self.y_val == present[0]))
         from ads.influence import LogisticHead, _proba
 
-        sub = LogisticHead(lam=self.lam, tol=1e-8, exact_max=0)
+        sub = LogisticHead(lam=self.lam, tol=self.tol, exact_max=0)
         sub.fit(self.X[subset], np.searchsorted(present, self.y[subset]), len(present))
         return float(np.mean(present[_proba(self._Xva, sub.theta_).argmax(axis=1)] == self.y_val))
 
@@ -397,10 +398,10 @@ def point_term(Hinv, x, q):
 UTILITIES = {"knn": KNNUtility, "logistic": LogisticUtility}
 
 
-def make_utility(name: str, *, k: int = 10, metric: str = "accuracy", lam: float = 1.0) -> Utility:
+def make_utility(name: str, *, k: int = 10, metric: str = "accuracy", lam: float = 1.0, tol: float = 1e-8) -> Utility:
     """The utility ``name`` (``knn`` or ``logistic``) with its parameters."""
     if name == "knn":
         return KNNUtility(k=k)
     if name == "logistic":
-        return LogisticUtility(metric=metric, lam=lam)
+        return LogisticUtility(metric=metric, lam=lam, tol=tol)
     raise ParameterError(f"The 'utility' parameter must be one of {list(UTILITIES)}. Got {name!r}.")
