@@ -44,7 +44,7 @@ log = logging.getLogger("bench.valuers")
 
 #: label -> (valuer, parameters); --permutations and --dvrl-iterations fill in budgets.
 OURS = {
-    "knn-shapley": ("knn-shapley", {}),
+    "knn-shapley": ("knn-shapley", {"n_jobs": 1}),  # one thread, as every row of ours
     "loo (knn)": ("loo", {}),
     "loo (logistic acc. exact refits)": ("loo", {"utility": "logistic", "metric": "accuracy"}),
     "loo (logistic log-lik)": ("loo", {"utility": "logistic"}),

@@ -157,16 +157,16 @@ def test_data_oob_bootstrap_is_not_the_callers_own_stream():
 
 
 def test_tmc_fit_tol_loosens_the_prefix_fits_only_slightly(cancer):
-    """fit_tol = 1e-4 instead of 1e-8 on the logistic utility: the same permutations (same
-    seed), every prefix fit stopped earlier, so the values move by less than 1e-3 of their
-    scale, not more; and fit_tol must be a number > 0."""
+    """The default fit_tol (1e-3) against 1e-8 on the logistic utility: the same permutations
+    (same seed), every prefix fit stopped earlier, so the values move, but by less than 1 %
+    of their scale; and fit_tol must be a number > 0."""
     X, y, Xv, yv, _ = cancer
     params = dict(utility="logistic", n_chains=1, max_permutations=2, max_positions=60, random_state=3, progress=False)
-    tight = make_valuer("tmc-shapley", **params).fit(X, y, Xv, yv, n_classes=2).values_
-    loose = make_valuer("tmc-shapley", fit_tol=1e-4, **params).fit(X, y, Xv, yv, n_classes=2).values_
+    tight = make_valuer("tmc-shapley", fit_tol=1e-8, **params).fit(X, y, Xv, yv, n_classes=2).values_
+    loose = make_valuer("tmc-shapley", **params).fit(X, y, Xv, yv, n_classes=2).values_
     assert np.count_nonzero(tight) > 50
     scale = np.abs(tight).max()
-    assert 0 < np.abs(loose - tight).max() < 1e-3 * scale
+    assert 0 < np.abs(loose - tight).max() < 1e-2 * scale, np.abs(loose - tight).max() / scale
     for bad in (0, -1e-3, "1e-3"):
         with pytest.raises(ParameterError, match="fit_tol"):
             make_valuer("tmc-shapley", fit_tol=bad, **params).fit(X, y, Xv, yv, n_classes=2)
