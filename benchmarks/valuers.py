@@ -60,6 +60,7 @@ OURS = {
     "beta-shapley 16/1 (logistic)": ("beta-shapley", {"utility": "logistic"}),
     "data-oob": ("data-oob", {}),
     "data-oob (100 extra trees)": ("data-oob", {"n_estimators": 100}),
+    "data-oob (200 extra trees; depth 12)": ("data-oob", {"n_estimators": 200, "max_depth": 12}),
     "data-oob (paper: 200 CART trees; 0/1)": ("data-oob", {"learner": "tree", "max_depth": None, "score": "accuracy",
                                                            "n_estimators": 200}),
     "data-oob (200 logistic; 1 step; p(y|x))": ("data-oob", {"learner": "logistic", "steps": 1, "score": "proba",

@@ -111,6 +111,9 @@ CONFIGS = [
     ("data-oob", "extra trees, 200, depth 16, score p(y|x)", dict(n_estimators=200, max_depth=16)),
     ("data-oob", "CART trees, 100, depth 8, score p(y|x)", dict(learner="tree", n_estimators=100)),
     ("data-oob", "extra trees, 100, depth 12, score p(y|x)", dict(n_estimators=100, max_depth=12)),
+    ("data-oob", "extra trees, 150, depth 12, score p(y|x)", dict(n_estimators=150, max_depth=12)),
+    ("data-oob", "extra trees, 200, depth 10, score p(y|x)", dict(n_estimators=200, max_depth=10)),
+    ("data-oob", "extra trees, 300, depth 10, score p(y|x)", dict(n_estimators=300, max_depth=10)),
 ]
 
 
