@@ -131,6 +131,19 @@ def test_tmc_max_positions_estimates_shapley_over_small_subsets(digits_small):
     np.testing.assert_array_equal(big.values_, none.values_)
 
 
+def test_knn_shapley_valuer_threads_do_not_change_the_values(digits_small):
+    """n_jobs reaches knn_shapley: one thread and two give the same values (blocks are summed
+    in order), both equal to the kernel's; n_jobs = 0 is refused."""
+    X, y = digits_small
+    x_tr, y_tr, x_va, y_va = X[:150], y[:150], X[200:260], y[200:260]
+    one = make_valuer("knn-shapley", k=5, n_jobs=1).fit(x_tr, y_tr, x_va, y_va).values_
+    two = make_valuer("knn-shapley", k=5, n_jobs=2).fit(x_tr, y_tr, x_va, y_va).values_
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, knn_shapley(x_tr, y_tr, x_va, y_va, k=5))
+    with pytest.raises(ParameterError, match="n_jobs"):
+        make_valuer("knn-shapley", n_jobs=0).fit(x_tr, y_tr, x_va, y_va)
+
+
 def test_monte_carlo_permutations_are_not_the_callers_own_stream(digits_small):
     """random_state = s must not make the first permutation default_rng(s).permutation(n), the
     shuffle a caller flipping labels with the same seed draws (SeedSequence([s, 0, 0]) is
