@@ -258,8 +258,9 @@ def budget_table(per_seed, args) -> list[str]:
         for seed, r in per_seed:
             rows = r["rows"]
             model = OURS[SAME[m]][1].get("utility")  # on the peers' model: a KNN-utility row is not compared
-            mine = [k for k in rows if k.startswith("ours: ") and OURS[k[6:]][0] == m and "na" not in rows[k]
-                    and OURS[k[6:]][1].get("utility") == model]
+            known = {k: OURS.get(k[6:], (None, {})) for k in rows if k.startswith("ours: ")}  # (rows of old runs may
+            mine = [k for k, (method, params) in known.items()  # carry labels OURS no longer has)
+                    if method == m and "na" not in rows[k] and params.get("utility") == model]
             for peer in ("pyDVL", "OpenDataVal"):
                 p = rows.get(f"{peer}: {m}")
                 if p is None:
