@@ -255,9 +255,9 @@ def budget_table(per_seed, args) -> list[str]:
            "(> for a peer that timed out: a lower bound against our default row).\n",
            "| method | seed | peer | peer AUC, seconds | our fastest row at ≥ its AUC | ratio |", "|---|---|---|---|---|---|"]
     for m in args.peer_methods:
+        model = OURS[SAME[m]][1].get("utility")  # on the peers' model: a KNN-utility row is not compared
         for seed, r in per_seed:
             rows = r["rows"]
-            model = OURS[SAME[m]][1].get("utility")  # on the peers' model: a KNN-utility row is not compared
             known = {k: OURS.get(k[6:], (None, {})) for k in rows if k.startswith("ours: ")}  # (rows of old runs may
             mine = [k for k, (method, params) in known.items()  # carry labels OURS no longer has)
                     if method == m and "na" not in rows[k] and params.get("utility") == model]

@@ -32,6 +32,18 @@ from ads.valuers import make_valuer  # noqa: E402
 #: the Monte Carlo rows value with the logistic-regression utility, prefix fits to 1e-8 unless a row says otherwise
 #: (the valuers' default was 1e-8 when these rows were first run; it is 1e-3 since rows 51-55)
 LOG = {"utility": "logistic", "fit_tol": 1e-8}
+
+
+def capped(perms: int, positions: int, fit_tol: str | None = None):
+    """A log-likelihood TMC row of one chain of ``perms`` permutations scanned to ``positions``
+    (``fit_tol`` as written in the label, e.g. "1e-3"; else LOG's)."""
+    label = f"log-lik, 1 chain, {perms} perm., {positions} positions" + (f", fit_tol {fit_tol}" if fit_tol else "")
+    params = dict(LOG, n_chains=1, max_permutations=perms, max_positions=positions)
+    if fit_tol:
+        params["fit_tol"] = float(fit_tol)
+    return ("tmc-shapley", label, params)
+
+
 #: Data-OOB: the paper's setting, and bagged logistic heads with the paper's 0/1 score
 PAPER = {"learner": "tree", "max_depth": None, "score": "accuracy", "n_estimators": 200}
 HEADS = {"learner": "logistic", "score": "accuracy", "n_estimators": 200}
@@ -80,30 +92,13 @@ CONFIGS = [
     ("tmc-shapley", "accuracy, 1 chain, 1 perm., trunc. 0.01", dict(LOG, metric="accuracy", n_chains=1,
                                                                     max_permutations=1)),
     # position caps (max_positions): a fixed budget of refits per permutation, small prefixes only
-    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=100)),
-    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=100)),
-    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 50 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=50)),
-    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 50 positions", dict(LOG, n_chains=1, max_permutations=20, max_positions=50)),
-    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 25 positions", dict(LOG, n_chains=1, max_permutations=20, max_positions=25)),
-    ("tmc-shapley", "log-lik, 1 chain, 40 perm., 25 positions", dict(LOG, n_chains=1, max_permutations=40, max_positions=25)),
-    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=10, max_positions=200)),
-    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=400)),
+    *[capped(p, m) for p, m in [(10, 100), (5, 100), (10, 50), (20, 50), (20, 25), (40, 25), (10, 200), (5, 400)]],
     ("tmc-shapley", "accuracy, 1 chain, 10 perm., 100 positions", dict(LOG, metric="accuracy", n_chains=1, max_permutations=10,
                                                                        max_positions=100)),
-    ("tmc-shapley", "log-lik, 1 chain, 2 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=2, max_positions=400)),
-    ("tmc-shapley", "log-lik, 1 chain, 1 perm., 400 positions", dict(LOG, n_chains=1, max_permutations=1, max_positions=400)),
-    ("tmc-shapley", "log-lik, 1 chain, 5 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=5, max_positions=200)),
-    ("tmc-shapley", "log-lik, 1 chain, 3 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=200)),
-    ("tmc-shapley", "log-lik, 1 chain, 2 perm., 200 positions", dict(LOG, n_chains=1, max_permutations=2, max_positions=200)),
-    ("tmc-shapley", "log-lik, 1 chain, 3 perm., 100 positions", dict(LOG, n_chains=1, max_permutations=3, max_positions=100)),
+    *[capped(p, m) for p, m in [(2, 400), (1, 400), (5, 200), (3, 200), (2, 200), (3, 100)]],
     # looser prefix fits (fit_tol, LogisticHead's step tolerance; default 1e-8)
     ("tmc-shapley", "log-lik, 10 perm., fit_tol 1e-3", dict(LOG, max_permutations=10, fit_tol=1e-3)),
-    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 200 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=10,
-                                                                                    max_positions=200, fit_tol=1e-3)),
-    ("tmc-shapley", "log-lik, 1 chain, 10 perm., 100 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=10,
-                                                                                    max_positions=100, fit_tol=1e-3)),
-    ("tmc-shapley", "log-lik, 1 chain, 20 perm., 200 positions, fit_tol 1e-3", dict(LOG, n_chains=1, max_permutations=20,
-                                                                                    max_positions=200, fit_tol=1e-3)),
+    *[capped(p, m, "1e-3") for p, m in [(10, 200), (10, 100), (20, 200)]],
     ("tmc-shapley", "log-lik, 10 perm. (the default row)", dict(LOG, max_permutations=10)),
     # Data-OOB: more and deeper trees (SMS, where pyDVL's 200-tree forest scores 0.976-0.983)
     ("data-oob", "extra trees, 400, depth 8, score p(y|x)", dict(n_estimators=400)),
