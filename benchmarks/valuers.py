@@ -61,6 +61,9 @@ OURS = {
     "data-oob": ("data-oob", {}),
     "data-oob (100 extra trees)": ("data-oob", {"n_estimators": 100}),
     "data-oob (200 extra trees; depth 12)": ("data-oob", {"n_estimators": 200, "max_depth": 12}),
+    # trees on the top 16 principal components (for sentence embeddings; benchmarks/results/valuers_oob_pca.md)
+    "data-oob (16 PCs)": ("data-oob", {"n_components": 16}),
+    "data-oob (100 extra trees; 16 PCs)": ("data-oob", {"n_estimators": 100, "n_components": 16}),
     "data-oob (paper: 200 CART trees; 0/1)": ("data-oob", {"learner": "tree", "max_depth": None, "score": "accuracy",
                                                            "n_estimators": 200}),
     "data-oob (200 logistic; 1 step; p(y|x))": ("data-oob", {"learner": "logistic", "steps": 1, "score": "proba",

@@ -546,6 +546,61 @@ def test_data_oob_proba_score_is_the_mean_out_of_bag_probability_of_the_label(ca
         assert np.all((t >= 0) & (t <= 1)) and t[10:].max() < 1
 
 
+def test_principal_components_match_scikit_learns_pca_up_to_sign(cancer):
+    from sklearn.decomposition import PCA
+
+    from ads.valuers.oob import principal_components
+
+    X = cancer[0]
+    for k in (1, 5, X.shape[1]):
+        got = principal_components(X, k)
+        want = PCA(n_components=k, svd_solver="full").fit_transform(X)
+        assert got.shape == (len(X), k) and got.dtype == np.float32
+        signs = np.sign((got * want).sum(axis=0))
+        np.testing.assert_allclose(got, want * signs, atol=1e-4)
+
+
+def test_data_oob_n_components_grows_the_trees_on_the_principal_components(cancer):
+    from ads.valuers.oob import principal_components
+
+    X, y, Xv, yv, _ = cancer
+    a = make_valuer("data-oob", n_estimators=20, n_components=4, random_state=2, progress=False).fit(X, y, Xv, yv).values_
+    b = make_valuer("data-oob", n_estimators=20, random_state=2, progress=False).fit(
+        principal_components(X, 4), y, Xv[:, :4], yv).values_
+    np.testing.assert_array_equal(a, b)
+    c = make_valuer("data-oob", n_estimators=20, random_state=2, progress=False).fit(X, y, Xv, yv).values_
+    assert not np.array_equal(a, c)
+
+
+def test_data_oob_n_components_finds_flips_a_rotated_boundary_hides_from_single_coordinates():
+    """Two classes apart along a random direction of 60 dimensions: axis-aligned splits on
+    single coordinates see little of it, splits on the leading components see most."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    n, d = 300, 60
+    y = rng.integers(0, 2, n)
+    u = rng.standard_normal(d)
+    X = rng.standard_normal((n, d)) + np.outer(2.0 * (2 * y - 1), u / np.linalg.norm(u))
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.permutation(n)[:60]] = True
+    yn = np.where(flipped, 1 - y, y)
+    auc = {}
+    for k in (None, 2):
+        v = make_valuer("data-oob", n_estimators=40, n_components=k, random_state=0, progress=False).fit(X, yn, X, yn)
+        auc[k] = roc_auc_score(flipped, -v.values_)
+    assert auc[2] > 0.95 and auc[None] < 0.9  # measured: 0.984 and 0.873
+
+
+def test_data_oob_n_components_checks_its_parameter(cancer):
+    X, y, Xv, yv, _ = cancer
+    for bad in (0, X.shape[1] + 1, 2.5):
+        with pytest.raises(ParameterError, match="n_components"):
+            make_valuer("data-oob", n_estimators=5, n_components=bad, progress=False).fit(X, y, Xv, yv)
+    with pytest.raises(ParameterError, match="n_components"):
+        make_valuer("data-oob", n_estimators=5, learner="logistic", n_components=3, progress=False).fit(X, y, Xv, yv)
+
+
 def test_data_oob_default_is_shallow_extra_trees_scored_by_label_probability(cancer):
     """The defaults (50 depth-8 extra trees, T = p(y|x)) = a plain loop over bags with scikit-learn's
     ExtraTreeClassifier seeded as documented (estimator b's RNG draws its seed after the bootstrap)."""
