@@ -7,7 +7,7 @@ with the peers; writes RESULTS/valuers_ablation.md.
     python3 benchmarks/valuers_ablation.py --datasets adult --seeds 0,1,2 --only 15-29 --out /tmp/oob_adult.md
     python3 benchmarks/valuers_ablation.py --datasets fashion,sms --seeds 0,1,2 --only 15,17-20,22-29 --out /tmp/oob_fs.md
     (Data-OOB rows, RESULTS/valuers_oob_steps.md; the exact logistic heads, 16 and 21, take ~350 s a seed on Fashion)
-    python3 benchmarks/valuers_ablation.py --datasets sms,adult,fashion --seeds 0,1,2 --only 64-70 \
+    python3 benchmarks/valuers_ablation.py --datasets sms,adult,fashion --seeds 0,1,2 --only 23,24,64-72 \
         --out benchmarks/results/valuers_oob_pca.md   (Data-OOB trees on principal components)
 """
 
@@ -116,6 +116,9 @@ CONFIGS = [
     ("data-oob", "extra trees, 100, depth 8, score p(y|x), 16 PCs", dict(n_estimators=100, n_components=16)),
     ("data-oob", "extra trees, 100, depth 10, score p(y|x), 16 PCs", dict(n_estimators=100, max_depth=10, n_components=16)),
     ("data-oob", "extra trees, 200, depth 8, score p(y|x), 16 PCs", dict(n_estimators=200, n_components=16)),
+    ("data-oob", "extra trees, 50, depth 8, score p(y|x), auto (coordinates or 16 PCs)", dict(n_components="auto")),
+    ("data-oob", "extra trees, 100, depth 8, score p(y|x), auto (coordinates or 16 PCs)",
+     dict(n_estimators=100, n_components="auto")),
 ]
 
 

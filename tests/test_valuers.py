@@ -592,9 +592,33 @@ def test_data_oob_n_components_finds_flips_a_rotated_boundary_hides_from_single_
     assert auc[2] > 0.95 and auc[None] < 0.9  # measured: 0.984 and 0.873
 
 
+def test_data_oob_auto_components_keeps_the_ensemble_with_the_higher_out_of_bag_score():
+    """"auto" grows the trees on the coordinates and on 16 components and keeps the higher mean
+    out-of-bag p(y|x): the components for a boundary along a random direction, the
+    coordinates for one along a single low-variance coordinate that PCA ranks last."""
+    rng = np.random.default_rng(1)
+    n, d = 300, 60
+    y = rng.integers(0, 2, n)
+    u = rng.standard_normal(d)
+    rotated = rng.standard_normal((n, d)) + np.outer(2.0 * (2 * y - 1), u / np.linalg.norm(u))
+    axis = rng.standard_normal((n, d)) * 3.0
+    axis[:, 0] = (2 * y - 1) * 0.8 + 0.3 * rng.standard_normal(n)
+    flipped = np.zeros(n, dtype=bool)
+    flipped[rng.permutation(n)[:60]] = True
+    yn = np.where(flipped, 1 - y, y)
+    for X, want in ((rotated, 16), (axis, None)):
+        auto = make_valuer("data-oob", n_estimators=30, n_components="auto", random_state=0, progress=False).fit(X, yn, X, yn)
+        assert auto.n_components_ == want and set(auto.oob_scores_) == {None, 16}
+        assert auto.oob_scores_[want] > auto.oob_scores_[16 if want is None else None]
+        fixed = make_valuer("data-oob", n_estimators=30, n_components=want, random_state=0, progress=False).fit(X, yn, X, yn)
+        np.testing.assert_array_equal(auto.values_, fixed.values_)
+    small = make_valuer("data-oob", n_estimators=5, n_components="auto", random_state=0, progress=False)
+    assert small.fit(rotated[:, :10], yn, rotated[:, :10], yn).n_components_ is None  # d <= 16: the coordinates only
+
+
 def test_data_oob_n_components_checks_its_parameter(cancer):
     X, y, Xv, yv, _ = cancer
-    for bad in (0, X.shape[1] + 1, 2.5):
+    for bad in (0, X.shape[1] + 1, 2.5, "all", True):
         with pytest.raises(ParameterError, match="n_components"):
             make_valuer("data-oob", n_estimators=5, n_components=bad, progress=False).fit(X, y, Xv, yv)
     with pytest.raises(ParameterError, match="n_components"):
