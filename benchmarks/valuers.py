@@ -93,15 +93,15 @@ def evaluate(v, flipped, data, y_noisy, seed, seconds):
                 **remove_curves(v, data, y_noisy, np.random.default_rng(seed + 7)))
 
 
-def run_ours(name, data, y_noisy, seed, args):
+def run_ours(name, data, y_noisy, seed, args, dataset=None):
     method, params = OURS[name]
     params = dict(params)
     if method in ("tmc-shapley", "beta-shapley"):
         logistic = params.get("utility") == "logistic"
         params.setdefault("max_permutations", args.logistic_permutations if logistic else args.permutations)
         params["progress"] = False
-    elif method == "dvrl":
-        params.update(iterations=args.dvrl_iterations, progress=False)
+    elif method == "dvrl":  # with benchmarks/dvrl.py's per-data-set settings (e.g. no standardising of Adult's one-hot)
+        params.update(DATASETS[dataset]["dvrl"] if dataset else {}, iterations=args.dvrl_iterations, progress=False)
     else:
         params["progress"] = False
     t = time.perf_counter()
@@ -134,7 +134,7 @@ def run_dataset(name, seed, args, peers):
                 run_ours(label, small, y_noisy[:60], seed, args)
         args.warmed = True
     for label in args.ours:
-        v, s = run_ours(label, data, y_noisy, seed, args)
+        v, s = run_ours(label, data, y_noisy, seed, args, dataset=name)
         rows[f"ours: {label}"] = evaluate(v, flipped, data, y_noisy, seed, s)
         log.info("  ours %-32s %8.2f s  AUC %.3f", label, s, rows[f"ours: {label}"]["auc"])
     v = np.random.default_rng(seed + 1000).random(len(y_noisy))
@@ -166,7 +166,18 @@ def run_dataset(name, seed, args, peers):
                 rows[key]["versions"] = res.get("versions")
                 log.info("  %-40s %8.2f s  AUC %.3f", key, res["seconds"], rows[key]["auc"])
     return dict(n_train=len(y_noisy), n_val=len(data["y_val"]), n_features=int(data["x_train"].shape[1]),
-                n_classes=int(data["n_classes"]), rows=rows)
+                n_classes=int(data["n_classes"]), data_sha=fingerprint(data, y_noisy), rows=rows)
+
+
+def fingerprint(data, y_noisy) -> str:
+    """SHA-256 (16 hex digits) of the training and validation arrays and the noisy labels: runs
+    with the same fingerprint valued the same data (valuers_rank.py checks it before joining)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (data["x_train"], data["x_val"], data["y_val"], y_noisy):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 def markdown(results, args, meta) -> str:
