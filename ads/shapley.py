@@ -39,7 +39,7 @@ from ads.errors import DataError, ParameterError
 _OWNER = "knn_shapley"
 _MAX_JOBS = 4
 _MIN_BLOCKS = 32  # measured best of 4..64 at 20k x 1k on 2 cores
-_MIN_ROWS = 32  # serial 2000 x 500 x 384: 32 ms at 32 rows, 36 ms at 16; threaded 20k x 1k: equal
+_MIN_ROWS = 16
 _SERIAL_WORK = 10**6  # training x validation pairs; measured crossover on 2 cores (1000 x 400: 16 ms serial, 27 ms threaded)
 _TORCH_DEVICE = "cuda"  # the torch kernel's device; tests run it on "cpu"
 
@@ -316,14 +316,13 @@ def _block_values(uniq, uniq_sq, inverse, y_train, xv, yv, coef, k):
     """Summed Theorem 1 values of one validation block. ``inverse`` maps the training
     rows to ``uniq`` (None: ``uniq`` is the training set itself)."""
     n = y_train.shape[0]
-    # ||u||^2 + ||x||^2 - 2 x.u, in place on the GEMM's output. (-2 x).u is bit-identical to
-    # -2 (x.u) (scaling by a power of two is exact) and saves a pass over the block.
-    d_u = (-2.0 * xv) @ uniq.T
+    # ||u||^2 + ||x||^2 - 2 x.u, in place on the GEMM's output
+    d_u = xv @ uniq.T
+    d_u *= -2.0
     d_u += uniq_sq[None, :]
     d_u += np.einsum("ij,ij->i", xv, xv)[:, None]
-    # No -0.0 survives (the bit patterns must order like the floats): adding the squared norms
-    # (>= +0.0) turns -0.0 into +0.0, and the clamp gives +0.0 for negatives.
     np.maximum(d_u, 0.0, out=d_u)
+    d_u += 0.0  # -0.0 -> 0.0 so the bit pattern orders correctly
     d = d_u if inverse is None else d_u[:, inverse]
     order = _sorted_order(np.ascontiguousarray(d), n)
     return _values_from_order(order, y_train, yv, coef, k)
