@@ -180,6 +180,24 @@ def fingerprint(data, y_noisy) -> str:
     return h.hexdigest()[:16]
 
 
+def aggregate(ok: list[dict]) -> dict:
+    """One row's results averaged over the seeds ``ok`` that have one (a peer may time out on
+    some): mean seconds, AUC and curves, the AUC's std, whether any was reused, and n."""
+    a = {m: np.mean([o[m] for o in ok], axis=0) for m in ("seconds", "auc", "discovery", "remove_low", "remove_high")}
+    a.update(auc_std=float(np.std([o["auc"] for o in ok])), reused=any(o.get("reused") for o in ok), n=len(ok))
+    return a
+
+
+def curve_cells(a: dict) -> str:
+    """The ranking's middle cells: found at 5 / 20 / 50 %, accuracy after removing the lowest and
+    the highest 10 % / 30 %."""
+    i5, i20, i50 = 0, list(INSPECT).index(0.2), len(INSPECT) - 1
+    r10, r30 = list(REMOVE).index(0.1), list(REMOVE).index(0.3)
+    return (f"{a['discovery'][i5]:.3f} / {a['discovery'][i20]:.3f} / {a['discovery'][i50]:.3f} | "
+            f"{a['remove_low'][r10]:.3f} / {a['remove_low'][r30]:.3f} | {a['remove_high'][r10]:.3f} / "
+            f"{a['remove_high'][r30]:.3f}")
+
+
 def markdown(results, args, meta) -> str:
     out = ["# Valuers: flipped-label detection, data removal, seconds\n",
            f"{int(args.noise * 100)} % of training labels flipped; seeds {args.seeds}; our Monte Carlo valuers: "
@@ -201,13 +219,7 @@ def markdown(results, args, meta) -> str:
             if not ok:
                 agg[k] = {"na": per_seed[0]["rows"][k].get("na", "missing")}
                 continue
-            agg[k] = {m: np.mean([o[m] for o in ok], axis=0) for m in ("seconds", "auc", "discovery", "remove_low",
-                                                                       "remove_high")}
-            agg[k]["auc_std"] = float(np.std([o["auc"] for o in ok]))
-            agg[k]["reused"] = any(o.get("reused") for o in ok)
-            agg[k]["n"] = len(ok)  # seeds with a result (a peer may time out on some)
-        i20, i5, i50 = list(INSPECT).index(0.2), 0, len(INSPECT) - 1
-        r10, r30 = list(REMOVE).index(0.1), list(REMOVE).index(0.3)
+            agg[k] = aggregate(ok)
         out.append("**Ranking by detection AUC** (mean over seeds; found = share of flipped labels among the "
                    "lowest-valued 5 / 20 / 50 %; accuracy after removing the lowest / highest 10 % and 30 %)\n")
         out.append("| rank | method | AUC | found 5 % / 20 % / 50 % | remove low 10 % / 30 % | remove high 10 % / 30 % | seconds |")
@@ -216,10 +228,7 @@ def markdown(results, args, meta) -> str:
         for rank, k in enumerate(ranked, 1):
             a = agg[k]
             few = f" ({a['n']} of {len(per_seed)} seeds)" if a["n"] < len(per_seed) else ""
-            out.append(f"| {rank} | {k}{few} | {a['auc']:.3f} ± {a['auc_std']:.3f} | {a['discovery'][i5]:.3f} / "
-                       f"{a['discovery'][i20]:.3f} / {a['discovery'][i50]:.3f} | {a['remove_low'][r10]:.3f} / "
-                       f"{a['remove_low'][r30]:.3f} | {a['remove_high'][r10]:.3f} / {a['remove_high'][r30]:.3f} | "
-                       f"{a['seconds']:.2f} |")
+            out.append(f"| {rank} | {k}{few} | {a['auc']:.3f} ± {a['auc_std']:.3f} | {curve_cells(a)} | {a['seconds']:.2f} |")
         for k in keys:
             if "na" in agg[k]:
                 out.append(f"| – | {k} | n/a ({agg[k]['na']}) | | | | |")

@@ -23,12 +23,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from dvrl import DATASETS, INSPECT, REMOVE  # noqa: E402
+from dvrl import DATASETS  # noqa: E402
+from valuers import AUC_TOL, aggregate, curve_cells  # noqa: E402
 
 #: rows whose values are a function of the data alone (no seeded draws): equal AUCs in two runs, or different data
 DETERMINISTIC = {"random", "ours: knn-shapley", "ours: loo (knn)", "ours: loo (logistic log-lik)",
@@ -39,13 +38,15 @@ DETERMINISTIC = {"random", "ours: knn-shapley", "ours: loo (knn)", "ours: loo (l
 
 def merge(runs: list[tuple[str, dict]]) -> dict:
     """{data set: {seed: {row: (result, source)}}} over ``runs`` [(name, valuers.json)]; the
-    first run with a row wins. Raises ValueError when two runs disagree on the random row."""
+    first run with a row wins. Raises ValueError when two runs disagree on the data
+    fingerprint or on the AUC of a row in DETERMINISTIC."""
     out: dict = {}
-    for src, run in runs:  # out["_sha"]: {(data set, seed): {run: fingerprint}}, for the check only
+    prints: dict = {}  # (data set, seed) -> {run: fingerprint}
+    for src, run in runs:
         for seed, per in run["results"].items():
             for name, r in per.items():
                 rows = out.setdefault(name, {}).setdefault(seed, {})
-                sha = out.setdefault("_sha", {}).setdefault((name, seed), {})
+                sha = prints.setdefault((name, seed), {})
                 if r.get("data_sha"):
                     for other, h in sha.items():
                         if h != r["data_sha"]:
@@ -54,18 +55,15 @@ def merge(runs: list[tuple[str, dict]]) -> dict:
                     sha[src] = r["data_sha"]
                 for k in DETERMINISTIC & r["rows"].keys() & rows.keys():
                     mine, (theirs, other) = r["rows"][k], rows[k]
-                    if "auc" in mine and "auc" in theirs and abs(mine["auc"] - theirs["auc"]) > 1e-4:
+                    if "auc" in mine and "auc" in theirs and abs(mine["auc"] - theirs["auc"]) > AUC_TOL:
                         raise ValueError(f"{src}: {name} seed {seed} has {k} AUC {mine['auc']:.6f}, {other} has "
                                          f"{theirs['auc']:.6f}: not the same data or flips")
                 for k, v in r["rows"].items():
                     rows.setdefault(k, (v, src))
-    out.pop("_sha", None)
     return out
 
 
 def table(name: str, seeds: dict, runs: dict) -> list[str]:
-    i20, i5, i50 = list(INSPECT).index(0.2), 0, len(INSPECT) - 1
-    r10, r30 = list(REMOVE).index(0.1), list(REMOVE).index(0.3)
     keys = sorted({k for rows in seeds.values() for k in rows})
     agg, na = {}, {}
     for k in keys:
@@ -75,20 +73,15 @@ def table(name: str, seeds: dict, runs: dict) -> list[str]:
         if not ok:
             na[k] = (have[0][0]["na"], srcs)
             continue
-        agg[k] = dict({m: np.mean([o[m] for o in ok], axis=0) for m in ("seconds", "auc", "discovery", "remove_low",
-                                                                        "remove_high")},
-                      sd=float(np.std([o["auc"] for o in ok])), n=len(ok), of=len(seeds), srcs=srcs,
-                      reused=any(o.get("reused") for o in ok))
+        agg[k] = dict(aggregate(ok), srcs=srcs)
     out = [f"\n## {DATASETS[name]['title']}\n",
            "| rank | method | seeds | AUC | found 5 % / 20 % / 50 % | remove low 10 % / 30 % | remove high 10 % / 30 % "
            "| seconds | run |", "|---|---|---|---|---|---|---|---|---|"]
     for rank, k in enumerate(sorted(agg, key=lambda k: -agg[k]["auc"]), 1):
         a = agg[k]
-        seeds_txt = f"{a['n']}" + (f" of {a['of']}" if a["n"] < a["of"] else "")
-        out.append(f"| {rank} | {k}{' †' if a['reused'] else ''} | {seeds_txt} | {a['auc']:.3f} ± {a['sd']:.3f} | "
-                   f"{a['discovery'][i5]:.3f} / {a['discovery'][i20]:.3f} / {a['discovery'][i50]:.3f} | "
-                   f"{a['remove_low'][r10]:.3f} / {a['remove_low'][r30]:.3f} | {a['remove_high'][r10]:.3f} / "
-                   f"{a['remove_high'][r30]:.3f} | {a['seconds']:.2f} | {', '.join(a['srcs'])} |")
+        seeds_txt = f"{a['n']}" + (f" of {len(seeds)}" if a["n"] < len(seeds) else "")
+        out.append(f"| {rank} | {k}{' †' if a['reused'] else ''} | {seeds_txt} | {a['auc']:.3f} ± {a['auc_std']:.3f} | "
+                   f"{curve_cells(a)} | {a['seconds']:.2f} | {', '.join(a['srcs'])} |")
     for k, (why, srcs) in na.items():
         out.append(f"| – | {k} | | n/a ({why}) | | | | | {', '.join(srcs)} |")
     return out

@@ -174,7 +174,7 @@ def principal_components(X, k: int):
     return (Xc @ V).astype(np.float32)
 
 
-def _one_tree(X, y, n_classes, learner, seed, b, score, max_depth, max_features="sqrt"):
+def _one_tree(X, y, n_classes, learner, seed, b, score, max_depth):
     """Out-of-bag rows of tree ``b`` and their T (a 0/1 hit or p(y|x)). ``X`` is float32 and
     C-contiguous (the trees' own dtype; the valuer converts and checks it once), so
     scikit-learn's per-call checks, about 40 % of a 1000-row depth-8 fit, are skipped."""
@@ -191,7 +191,7 @@ def _one_tree(X, y, n_classes, learner, seed, b, score, max_depth, max_features=
         return rows, np.zeros(0, dtype=bool)
     u = np.flatnonzero(w)
     cls = ExtraTreeClassifier if learner == "extra-tree" else DecisionTreeClassifier
-    model = cls(max_features=max_features, max_depth=max_depth, random_state=int(rng.integers(2**31)))
+    model = cls(max_features="sqrt", max_depth=max_depth, random_state=int(rng.integers(2**31)))
     with config_context(assume_finite=True, skip_parameter_validation=True):
         model.fit(X[u], y[u], sample_weight=w[u].astype(np.float64), check_input=False)
         if score == "accuracy":
@@ -296,15 +296,14 @@ class DataOOBValuer(Valuer):
                         hits += (oob * _proba(Xa, T)[:, np.arange(n), y]).sum(axis=0)
                     bar.update(len(bs))
             return self._finish(hits, counts)
-        self.oob_scores_ = {}
+        self.oob_scores_, best = {}, None  # the mean out-of-bag T of the noisy labels, per input
         with progress_bar(B * len(cands), "data-oob", self.progress, unit="est") as bar:
-            for k in cands:
+            for k in cands:  # a later input replaces the kept one only when it scores strictly higher
                 Xk = principal_components(X, k) if k is not None else X
                 hits, counts = self._grow(np.ascontiguousarray(Xk, dtype=np.float32), y, C, seed, B, depth, bar)
                 seen = counts > 0
-                score = float((hits[seen] / counts[seen]).mean()) if seen.any() else 0.0
-                self.oob_scores_[k] = score  # the mean out-of-bag T of the noisy labels
-                if len(self.oob_scores_) == 1 or score > max(v for c, v in self.oob_scores_.items() if c != k):
+                self.oob_scores_[k] = float((hits[seen] / counts[seen]).mean()) if seen.any() else 0.0
+                if best is None or self.oob_scores_[k] > self.oob_scores_[best[0]]:
                     best = (k, hits, counts)
         self.n_components_ = best[0]
         return self._finish(best[1], best[2])
